@@ -1,0 +1,199 @@
+"""The ``c2s`` command: the same core calls as the app, from a terminal.
+
+Bad input ends with exit code 2 and one line ``error: FILE: problem — what to do``; Ctrl-C
+cancels cleanly (exit 130, no partial output); unexpected failures are logged, not shown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import __version__
+from .core.dataset import SOURCE_AUTO, Dataset, open_dataset
+from .core.errors import C2SError, Cancelled, OutputError
+from .core.genes import SYMBOLS_AUTO
+from .core.logs import log_exception
+from .core.progress import ProgressFn
+from .core.sentence_writer import write_sentences_csv
+
+app = typer.Typer(
+    name="c2s",
+    help="Cell2Sentence analysis of single-cell data, offline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+DataArg = Annotated[Path, typer.Argument(help="AnnData .h5ad file (opened read-only).")]
+SourceOpt = Annotated[
+    str, typer.Option("--source", help="Expression source: auto, X, raw or layer:NAME.")
+]
+SymbolsOpt = Annotated[
+    str,
+    typer.Option("--symbols", help="Gene symbols: auto, var_names, ensembl-map or a var column."),
+]
+OrganismOpt = Annotated[
+    str | None, typer.Option("--organism", help="Override: 'Homo sapiens' or 'Mus musculus'.")
+]
+MergeOpt = Annotated[
+    bool,
+    typer.Option("--merge-duplicates", help="Sum genes with identical names instead of failing."),
+]
+
+
+def _open(data: Path, source: str, symbols: str, organism: str | None, merge: bool) -> Dataset:
+    ds = open_dataset(
+        data, source=source, symbols=symbols, organism=organism, merge_duplicates=merge
+    )
+    for w in ds.warnings:
+        err.print(f"[yellow]warning:[/] {w}")
+    return ds
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[tuple[ProgressFn, threading.Event]]:
+    cancel = threading.Event()
+    columns = (
+        TextColumn(f"{label}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("", total=1.0)
+
+        def update(fraction: float, message: str) -> None:
+            bar.update(task, completed=max(0.0, fraction), description=message)
+
+        yield update, cancel
+
+
+@app.command()
+def info(
+    data: DataArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    source: SourceOpt = SOURCE_AUTO,
+    symbols: SymbolsOpt = SYMBOLS_AUTO,
+    organism: OrganismOpt = None,
+    merge_duplicates: MergeOpt = False,
+) -> None:
+    """Show what the file holds: shape, expression sources, symbols, organism, obs, obsm."""
+    with _open(data, source, symbols, organism, merge_duplicates) as ds:
+        facts = ds.info()
+    if as_json:
+        out.print_json(json.dumps(dataclasses.asdict(facts)))
+        return
+    out.print(f"[bold]{facts.path}[/]")
+    out.print(
+        f"  {facts.n_cells:,} cells × {facts.n_genes:,} genes"
+        f" ({'backed, read from disk' if facts.backed else 'in memory'})"
+    )
+    table = Table("source", "storage", "dtype", "genes", "holds", "rankable", box=None)
+    for s in facts.sources:
+        mark = "[green]yes[/]" if s.rankable else "[red]no[/]"
+        chosen = " ←" if s.name == facts.source else ""
+        table.add_row(s.name + chosen, s.storage, s.dtype, f"{s.n_genes:,}", s.detail, mark)
+    out.print(table)
+    out.print(f"  gene symbols: {facts.symbols_source} ({facts.symbols_mapped:,} genes named)")
+    out.print(f"  organism: {facts.organism} (from {facts.organism_from})")
+    emb = ", ".join(f"{k} ({d}-D)" for k, d in facts.embeddings.items()) or "none"
+    out.print(f"  embeddings (obsm): {emb}")
+    cols = ", ".join(f"{k} ({n})" for k, n in facts.obs_columns.items()) or "none"
+    out.print(f"  categorical obs columns: {cols}")
+
+
+@app.command()
+def sentences(
+    data: DataArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="CSV file to write.")],
+    source: SourceOpt = SOURCE_AUTO,
+    symbols: SymbolsOpt = SYMBOLS_AUTO,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", min=1, help="Keep only the first N genes.")
+    ] = None,
+    obs: Annotated[
+        list[str] | None,
+        typer.Option("--obs", help="obs column(s) to add (repeat, or comma-separate)."),
+    ] = None,
+    organism: OrganismOpt = None,
+    merge_duplicates: MergeOpt = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists.")
+    ] = False,
+    threads: Annotated[int | None, typer.Option("--threads", min=1)] = None,
+) -> None:
+    """Write cell sentences as CSV: cell_id,cell_sentence[,obs columns]."""
+    columns = [c for item in (obs or []) for c in item.split(",") if c]
+    if output.exists() and not overwrite:
+        raise OutputError("already exists", path=output, hint="pass --overwrite to replace it")
+    if output.exists() and data.exists() and output.resolve() == data.resolve():
+        raise OutputError("is the input file", path=output, hint="choose another output name")
+    with (
+        _open(data, source, symbols, organism, merge_duplicates) as ds,
+        _progress("sentences") as (update, cancel),
+    ):
+        stats = write_sentences_csv(
+            ds,
+            output,
+            top_k=top_k,
+            obs_columns=columns,
+            threads=threads,
+            progress=update,
+            cancel=cancel,
+        )
+    if stats.n_empty_cells:
+        err.print(
+            f"[yellow]warning:[/] {stats.n_empty_cells:,} cells have no expressed genes "
+            "(empty sentences)"
+        )
+    err.print(f"wrote {stats.n_cells:,} sentences to {output} ({stats.seconds:.1f} s)")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(__version__)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``c2s`` console script."""
+    try:
+        app(args=argv, standalone_mode=False, prog_name="c2s")
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt, Cancelled):
+        err.print("cancelled")
+        sys.exit(130)
+    except C2SError as exc:
+        err.print(f"error: {exc.one_line()}", markup=False, soft_wrap=True)
+        sys.exit(2)
+    except Exception as exc:  # noqa: BLE001 - last resort: log the traceback, show one line
+        where = log_exception(exc, "c2s " + " ".join(argv or sys.argv[1:]))
+        err.print(
+            f"internal error: {exc.__class__.__name__}: {exc} (details in {where})",
+            markup=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Atomic output files: write to a temporary file beside the target, then ``os.replace``.
+
+A crash or cancel leaves either the old file or the complete new one, never a partial file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import OutputError
+
+
+def check_writable(path: str | Path, *, overwrite: bool = True) -> Path:
+    """Fail early with :class:`OutputError` if ``path`` cannot be created."""
+    p = Path(path)
+    if p.exists() and p.is_dir():
+        raise OutputError("is a folder, not a file", path=p, hint="give a file name")
+    if p.exists() and not overwrite:
+        raise OutputError("already exists", path=p, hint="choose another name or allow overwrite")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError("the folder does not exist", path=p, hint="create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(
+            "cannot write to this folder (permission denied)",
+            path=p,
+            hint="choose a folder you can write to",
+        )
+    return p
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, *, overwrite: bool = True) -> Iterator[BinaryIO]:
+    """Open a temporary binary file that replaces ``path`` only if the block succeeds."""
+    target = check_writable(path, overwrite=overwrite)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot create a file here ({exc.strerror})", path=target) from exc
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        _remove(tmp)
+        raise OutputError(
+            f"writing failed ({exc.strerror or exc})",
+            path=target,
+            hint="check free disk space and permissions",
+        ) from exc
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(tmp: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)

@@ -1,0 +1,506 @@
+"""Open an ``.h5ad`` file read-only and describe what it holds.
+
+:func:`open_dataset` never writes to the file. Metadata (``obs``, ``var``, ``obsm`` shapes,
+``uns`` hints) is read with anndata's element reader; expression matrices stay in the file and
+are read in row chunks (:mod:`.matrix`), or loaded once when the file is small.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, InputFileError
+from .genes import (
+    MOUSE_PREFIX,
+    SYMBOLS_AUTO,
+    GeneSymbols,
+    Vocabulary,
+    build_vocabulary,
+    resolve_symbols,
+)
+from .matrix import H5Matrix, matrix_layout
+
+SOURCE_AUTO = "auto"
+SOURCE_X = "X"
+SOURCE_RAW = "raw"
+LAYER_PREFIX = "layer:"
+
+KIND_COUNTS = "counts"
+KIND_NORMALIZED = "normalized"
+KIND_LOGNORM = "log-normalized"
+KIND_SCALED = "scaled"
+KIND_INVALID = "invalid"
+KIND_EMPTY = "empty"
+RANKABLE_KINDS = (KIND_COUNTS, KIND_NORMALIZED, KIND_LOGNORM)
+
+HUMAN = "Homo sapiens"
+MOUSE = "Mus musculus"
+ORGANISMS = (HUMAN, MOUSE)
+DEFAULT_MEMORY_THRESHOLD = int(os.environ.get("C2S_MEMORY_THRESHOLD", str(1024**3)))
+"""Matrices estimated larger than this (bytes) stay in the file (backed) instead of RAM."""
+
+_SAMPLE_ROWS = 2000
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """One expression matrix of the file (``X``, ``raw`` or ``layer:NAME``) and what it holds."""
+
+    name: str
+    storage: str
+    dtype: str
+    n_cells: int
+    n_genes: int
+    nnz: int
+    kind: str
+    max_value: float
+    detail: str
+
+    @property
+    def rankable(self) -> bool:
+        """Whether cell sentences can be built from it."""
+        return self.kind in RANKABLE_KINDS
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Everything :func:`open_dataset` detected, in plain values (JSON-friendly via ``asdict``)."""
+
+    path: str
+    n_cells: int
+    n_genes: int
+    backed: bool
+    sources: list[SourceInfo]
+    source: str
+    symbols_source: str
+    symbols_mapped: int
+    symbols_note: str
+    organism: str
+    organism_from: str
+    embeddings: dict[str, int]
+    obs_columns: dict[str, int]
+    warnings: list[str] = field(default_factory=list)
+
+
+class Dataset:
+    """An open, read-only ``.h5ad`` file with one chosen expression source.
+
+    Use :func:`open_dataset`; close with :meth:`close` or a ``with`` block.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        h5: h5py.File,
+        obs: pd.DataFrame,
+        var: pd.DataFrame,
+        raw_var: pd.DataFrame | None,
+        obsm: dict[str, h5py.Dataset | h5py.Group],
+        uns_hints: dict[str, Any],
+    ) -> None:
+        self.path = path
+        self._h5 = h5
+        self.obs = obs
+        self.var = var
+        self.raw_var = raw_var
+        self._obsm = obsm
+        self._uns = uns_hints
+        self.sources: dict[str, SourceInfo] = {}
+        self.source: SourceInfo
+        self.matrix: H5Matrix
+        self.symbols: GeneSymbols
+        self.vocabulary: Vocabulary
+        self.organism = HUMAN
+        self.organism_from = "default"
+        self.backed = False
+        self.warnings: list[str] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the underlying file (idempotent)."""
+        if self._h5.id.valid:
+            self._h5.close()
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plain properties ----------------------------------------------------------------------
+    @property
+    def n_cells(self) -> int:
+        return len(self.obs)
+
+    @property
+    def n_genes(self) -> int:
+        return self.matrix.shape[1]
+
+    @property
+    def cell_ids(self) -> np.ndarray:
+        return np.asarray(self.obs.index.astype(str))
+
+    @property
+    def gene_var(self) -> pd.DataFrame:
+        """``var`` of the chosen source (``raw.var`` for ``raw``)."""
+        if self.source.name == SOURCE_RAW and self.raw_var is not None:
+            return self.raw_var
+        return self.var
+
+    def embedding_names(self) -> dict[str, int]:
+        """``obsm`` keys holding a cells × d numeric matrix (d ≥ 2) → d."""
+        out: dict[str, int] = {}
+        for key, node in self._obsm.items():
+            numeric = isinstance(node, h5py.Dataset) and node.dtype.kind in "iuf"
+            if numeric and node.ndim == 2 and node.shape[0] == self.n_cells and node.shape[1] >= 2:
+                out[key] = int(node.shape[1])
+        return out
+
+    def embedding(self, key: str) -> np.ndarray:
+        """The ``obsm[key]`` matrix as float32 (cells × d)."""
+        if key not in self.embedding_names():
+            raise DataError(f"no embedding '{key}' in obsm", path=self.path)
+        return np.asarray(self._obsm[key][()], dtype=np.float32)
+
+    def categorical_obs(self, max_categories: int = 500) -> dict[str, int]:
+        """obs columns usable as categories (categorical or few distinct strings) → count."""
+        out: dict[str, int] = {}
+        for col in self.obs.columns:
+            s = self.obs[col]
+            if isinstance(s.dtype, pd.CategoricalDtype):
+                out[str(col)] = len(s.cat.categories)
+            elif s.dtype == object or s.dtype == bool or pd.api.types.is_string_dtype(s):
+                n = s.nunique(dropna=True)
+                if n <= max_categories:
+                    out[str(col)] = int(n)
+        return out
+
+    # -- choices -------------------------------------------------------------------------------
+    def select(
+        self,
+        source: str = SOURCE_AUTO,
+        symbols: str = SYMBOLS_AUTO,
+        organism: str | None = None,
+        merge_duplicates: bool = False,
+        memory_threshold: int = DEFAULT_MEMORY_THRESHOLD,
+    ) -> None:
+        """Choose the expression source, gene symbols and organism (see :func:`open_dataset`)."""
+        self.warnings = []
+        info = self._pick_source(source)
+        node = self._node(info.name)
+        est = info.nnz * (np.dtype(info.dtype).itemsize + 4)
+        if info.storage == "dense":
+            est = info.nnz * np.dtype(info.dtype).itemsize
+        self.backed = est > memory_threshold
+        self.source = info
+        self.matrix = H5Matrix(node, str(self.path), in_memory=not self.backed)
+        self.symbols = resolve_symbols(self.gene_var, symbols, str(self.path))
+        if self.symbols.note:
+            self.warnings.append(self.symbols.note)
+        self.vocabulary = build_vocabulary(
+            self.symbols, merge_duplicates=merge_duplicates, path=str(self.path)
+        )
+        for word, cols in self.vocabulary.merged[:5]:
+            self.warnings.append(
+                f"genes {', '.join(cols)} are one C2S word ({word}); their values are summed"
+            )
+        if len(self.vocabulary.merged) > 5:
+            self.warnings.append(f"... {len(self.vocabulary.merged) - 5} more merged gene groups")
+        unnamed = int(np.sum(self.vocabulary.word_of_column < 0))
+        if unnamed:
+            self.warnings.append(f"{unnamed:,} genes have no symbol and are left out of sentences")
+        self.organism, self.organism_from = self._detect_organism(organism)
+
+    def _pick_source(self, source: str) -> SourceInfo:
+        if source == SOURCE_AUTO:
+            usable = [s for s in self.sources.values() if s.rankable]
+            if not usable:
+                kinds = ", ".join(f"{s.name} ({s.kind})" for s in self.sources.values())
+                raise DataError(
+                    f"no expression source can be ranked: {kinds or 'no matrices'}",
+                    path=self.path,
+                    hint="cell sentences need non-negative counts or (log-)normalised values; "
+                    "scaled data with negatives cannot be ranked",
+                )
+            order = list(self.sources)
+            return max(usable, key=lambda s: (s.n_genes, -order.index(s.name)))
+        key = source
+        if key not in (SOURCE_X, SOURCE_RAW) and not key.startswith(LAYER_PREFIX):
+            key = LAYER_PREFIX + key  # a bare layer name
+        if key not in self.sources:
+            raise DataError(
+                f"no expression source '{source}'",
+                path=self.path,
+                hint=f"available: {', '.join(self.sources) or 'none'}",
+            )
+        info = self.sources[key]
+        if not info.rankable:
+            raise DataError(
+                f"expression source {info.name} cannot be ranked: {info.detail}",
+                path=self.path,
+                hint=_kind_hint(info.kind),
+            )
+        return info
+
+    def _node(self, name: str) -> h5py.Dataset | h5py.Group:
+        if name == SOURCE_X:
+            return self._h5["X"]
+        if name == SOURCE_RAW:
+            return self._h5["raw/X"]
+        return self._h5["layers"][name[len(LAYER_PREFIX) :]]
+
+    def _detect_organism(self, override: str | None) -> tuple[str, str]:
+        if override:
+            return normalize_organism(override, self.path), "user"
+        for col in ("organism", "species"):
+            if col in self.obs.columns:
+                values = self.obs[col].astype(str).unique()
+                if len(values) == 1:
+                    return normalize_organism(values[0], self.path, strict=False), f"obs['{col}']"
+        for key in ("organism", "species"):
+            if key in self._uns:
+                return normalize_organism(str(self._uns[key]), self.path, strict=False), (
+                    f"uns['{key}']"
+                )
+        names = np.asarray(self.gene_var.index.astype(str))
+        sample = names[:: max(1, len(names) // 2000)]
+        if np.mean([n.startswith(MOUSE_PREFIX) for n in sample]) > 0.5:
+            return MOUSE, "Ensembl IDs (ENSMUSG)"
+        symbols = [s for s in self.symbols.symbols[:: max(1, len(names) // 2000)] if s]
+        mixed = [s for s in symbols if s[:1].isupper() and any(c.islower() for c in s[1:])]
+        if symbols and len(mixed) > 0.5 * len(symbols):
+            return MOUSE, "gene symbol casing (e.g. Cd74)"
+        return HUMAN, "default"
+
+    def info(self) -> DatasetInfo:
+        """A plain description of the file and the current choices."""
+        return DatasetInfo(
+            path=str(self.path),
+            n_cells=self.n_cells,
+            n_genes=self.n_genes,
+            backed=self.backed,
+            sources=list(self.sources.values()),
+            source=self.source.name,
+            symbols_source=self.symbols.source,
+            symbols_mapped=self.symbols.n_mapped,
+            symbols_note=self.symbols.note,
+            organism=self.organism,
+            organism_from=self.organism_from,
+            embeddings=self.embedding_names(),
+            obs_columns=self.categorical_obs(),
+            warnings=list(self.warnings),
+        )
+
+
+def normalize_organism(value: str, path: Path | str, strict: bool = True) -> str:
+    """Map organism spellings (human, hsapiens, NCBITaxon:9606, mouse, ...) to C2S names."""
+    v = value.strip().lower().replace("_", " ")
+    if v in ("human", "homo sapiens", "hsapiens", "h. sapiens", "ncbitaxon:9606", "9606", "hs"):
+        return HUMAN
+    if v in ("mouse", "mus musculus", "mmusculus", "m. musculus", "ncbitaxon:10090", "10090", "mm"):
+        return MOUSE
+    if strict:
+        raise DataError(
+            f"unknown organism '{value}'",
+            path=path,
+            hint="C2S models know 'Homo sapiens' and 'Mus musculus'",
+        )
+    return value
+
+
+def _kind_hint(kind: str) -> str:
+    if kind == KIND_SCALED:
+        return "use raw counts or log-normalised values (e.g. --source raw or a counts layer)"
+    if kind == KIND_INVALID:
+        return "the matrix contains NaN or infinite values; fix or choose another source"
+    return "the matrix has no expressed values; choose another source"
+
+
+def classify_values(values: np.ndarray, dtype: np.dtype) -> tuple[str, float, str]:
+    """Classify stored values: counts, normalized, log-normalized, scaled, invalid or empty."""
+    if values.size == 0 or not np.any(values):
+        return KIND_EMPTY, 0.0, "all sampled values are zero"
+    v = values.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(v)):
+        n_bad = int(np.sum(~np.isfinite(v)))
+        return KIND_INVALID, float("nan"), f"{n_bad:,} NaN/infinite values in a sample"
+    vmax, vmin = float(v.max()), float(v.min())
+    if vmin < 0:
+        return KIND_SCALED, vmax, f"negative values (min {vmin:.3g}): scaled or centred data"
+    if dtype.kind in "iu" or np.all(v == np.round(v)):
+        return KIND_COUNTS, vmax, f"integer counts (max {vmax:.0f})"
+    if vmax <= 30:
+        return KIND_LOGNORM, vmax, f"log-normalised values (max {vmax:.3g})"
+    return KIND_NORMALIZED, vmax, f"normalised, not log-transformed (max {vmax:.3g})"
+
+
+def _describe_source(name: str, node: h5py.Dataset | h5py.Group, path: str) -> SourceInfo:
+    lay = matrix_layout(node, path)
+    try:
+        if lay.storage == "dense":
+            rows = min(lay.shape[0], _SAMPLE_ROWS)
+            sample = np.asarray(node[:rows]).ravel() if lay.shape[0] else np.empty(0)
+        else:
+            n = min(lay.nnz, 200_000)
+            sample = np.asarray(node["data"][:n]) if n else np.empty(0)
+            if lay.nnz > n:  # also look at the end: files are often sorted by batch
+                sample = np.concatenate([sample, np.asarray(node["data"][lay.nnz - n :])])
+    except OSError as exc:
+        raise InputFileError(
+            f"cannot read '{node.name}' ({exc}); the file looks truncated or corrupt",
+            path=path,
+            hint="copy or download the file again",
+        ) from exc
+    if lay.dtype.kind not in "iufb":
+        kind, vmax, detail = KIND_INVALID, float("nan"), f"values of type {lay.dtype}"
+    else:
+        kind, vmax, detail = classify_values(sample, lay.dtype)
+    return SourceInfo(
+        name, lay.storage, str(lay.dtype), lay.shape[0], lay.shape[1], lay.nnz, kind, vmax, detail
+    )
+
+
+def _read_elem(node: h5py.Group | h5py.Dataset) -> Any:
+    try:
+        from anndata.io import read_elem
+    except ImportError:  # anndata < 0.11
+        from anndata.experimental import read_elem
+    return read_elem(node)
+
+
+def _read_frame(h5: h5py.File, key: str, path: str) -> pd.DataFrame:
+    try:
+        frame = _read_elem(h5[key])
+    except Exception as exc:  # noqa: BLE001 - any failure here means an unreadable AnnData part
+        raise InputFileError(
+            f"cannot read '{key}' ({exc.__class__.__name__}: {exc})",
+            path=path,
+            hint="the file may be damaged or written by a very old anndata; re-save it with a "
+            "current anndata/scanpy",
+        ) from exc
+    if not isinstance(frame, pd.DataFrame):
+        raise InputFileError(f"'{key}' is not a table", path=path, hint="not a valid AnnData file")
+    return frame
+
+
+def _uns_hints(h5: h5py.File) -> dict[str, Any]:
+    hints: dict[str, Any] = {}
+    uns = h5.get("uns")
+    if not isinstance(uns, h5py.Group):
+        return hints
+    for key in ("organism", "species"):
+        node = uns.get(key)
+        if isinstance(node, h5py.Dataset) and node.shape == ():
+            val = node[()]
+            hints[key] = val.decode() if isinstance(val, bytes) else str(val)
+    log1p = uns.get("log1p")
+    if isinstance(log1p, h5py.Group) and "base" in log1p:
+        base = log1p["base"][()]
+        hints["log1p_base"] = None if base is None or np.size(base) == 0 else float(base)
+    elif isinstance(log1p, h5py.Group):
+        hints["log1p_base"] = None
+    return hints
+
+
+def open_dataset(
+    path: str | Path,
+    *,
+    source: str = SOURCE_AUTO,
+    symbols: str = SYMBOLS_AUTO,
+    organism: str | None = None,
+    merge_duplicates: bool = False,
+    memory_threshold: int = DEFAULT_MEMORY_THRESHOLD,
+) -> Dataset:
+    """Open ``path`` read-only, describe every expression source and make the initial choices.
+
+    ``source``: ``auto`` (the rankable source with most genes; X before raw before layers),
+    ``X``, ``raw`` or ``layer:NAME``. ``symbols``: ``auto``, ``var_names``, ``ensembl-map`` or a
+    ``var`` column. ``organism``: override; otherwise from obs/uns/gene names, default human.
+    Matrices estimated above ``memory_threshold`` bytes are read from the file chunk by chunk.
+    Raises :class:`InputFileError` / :class:`DataError` with a message naming the file.
+    """
+    p = Path(path)
+    h5 = _open_h5(p)
+    try:
+        ds = _build(p, h5)
+        ds.select(source, symbols, organism, merge_duplicates, memory_threshold)
+    except BaseException:
+        h5.close()
+        raise
+    return ds
+
+
+def _open_h5(p: Path) -> h5py.File:
+    if not p.exists():
+        raise InputFileError("file not found", path=p, hint="check the path")
+    if not p.is_file():
+        raise InputFileError("not a file", path=p, hint="give the path of an .h5ad file")
+    if p.stat().st_size == 0:
+        raise InputFileError("the file is empty (0 bytes)", path=p, hint="copy it again")
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise InputFileError(f"cannot read the file ({exc.strerror})", path=p) from exc
+    if head != b"\x89HDF\r\n\x1a\n" and not h5py.is_hdf5(p):
+        raise InputFileError(
+            "not an HDF5/.h5ad file",
+            path=p,
+            hint="C2S Desktop opens AnnData .h5ad files; convert other formats with scanpy first",
+        )
+    try:
+        return h5py.File(p, "r")
+    except OSError as exc:
+        raise InputFileError(
+            f"cannot open the HDF5 file ({exc}); it looks truncated or corrupt",
+            path=p,
+            hint="copy or download the file again",
+        ) from exc
+
+
+def _build(p: Path, h5: h5py.File) -> Dataset:
+    path = str(p)
+    if "obs" not in h5 or "var" not in h5:
+        raise InputFileError(
+            "an HDF5 file but not AnnData (no obs/var)",
+            path=p,
+            hint="open an .h5ad file written by anndata or scanpy",
+        )
+    obs = _read_frame(h5, "obs", path)
+    var = _read_frame(h5, "var", path)
+    raw_var = _read_frame(h5, "raw/var", path) if "raw/var" in h5 else None
+    obsm_group = h5.get("obsm")
+    obsm = dict(obsm_group.items()) if isinstance(obsm_group, h5py.Group) else {}
+    ds = Dataset(p, h5, obs, var, raw_var, obsm, _uns_hints(h5))
+    if len(obs) == 0 or len(var) == 0:
+        raise DataError(
+            f"the dataset has {len(obs):,} cells and {len(var):,} genes",
+            path=p,
+            hint="nothing to analyse: the file needs at least one cell and one gene",
+        )
+    nodes: list[tuple[str, h5py.Dataset | h5py.Group, int]] = []
+    if "X" in h5:
+        nodes.append((SOURCE_X, h5["X"], len(var)))
+    if "raw/X" in h5:
+        nodes.append((SOURCE_RAW, h5["raw/X"], len(raw_var) if raw_var is not None else -1))
+    layers = h5.get("layers")
+    if isinstance(layers, h5py.Group):
+        nodes.extend((LAYER_PREFIX + k, v, len(var)) for k, v in layers.items())
+    for name, node, n_genes in nodes:
+        info = _describe_source(name, node, path)
+        if info.n_cells != len(obs) or (n_genes >= 0 and info.n_genes != n_genes):
+            raise InputFileError(
+                f"{name} has shape {info.n_cells} × {info.n_genes} but the file lists "
+                f"{len(obs)} cells and {n_genes} genes",
+                path=p,
+                hint="the file is inconsistent; re-save it with anndata",
+            )
+        ds.sources[name] = info
+    return ds

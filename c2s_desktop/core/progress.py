@@ -1,0 +1,33 @@
+"""Progress reporting and cancellation shared by every long-running core call."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from .errors import Cancelled
+
+ProgressFn = Callable[[float, str], None]
+"""``progress(fraction, message)``: fraction in [0, 1] (or < 0 when unknown)."""
+
+
+class CancelToken(Protocol):
+    """Anything with ``is_set()``; a :class:`threading.Event` is one."""
+
+    def is_set(self) -> bool: ...
+
+
+def no_progress(fraction: float, message: str) -> None:
+    """Progress sink that ignores everything."""
+
+
+def check_cancel(cancel: CancelToken | None) -> None:
+    """Raise :class:`Cancelled` if ``cancel`` is set."""
+    if cancel is not None and cancel.is_set():
+        raise Cancelled()
+
+
+def new_cancel_token() -> threading.Event:
+    """A fresh, unset cancel token."""
+    return threading.Event()

@@ -1,0 +1,57 @@
+"""Shared fixtures: small real and generated .h5ad files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("GGML_NO_BACKTRACE", "1")
+
+DATA_DIR = Path(__file__).parent / "data"
+REAL_H5AD = DATA_DIR / "pbmc_counts_small.h5ad"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def write_h5ad(
+    path: Path,
+    X,
+    genes: list[str] | None = None,
+    *,
+    cells: list[str] | None = None,
+    var: pd.DataFrame | None = None,
+    obs: pd.DataFrame | None = None,
+    **kwargs,
+) -> Path:
+    """Write an AnnData file; ``X`` dense or sparse, ``kwargs`` go to ``AnnData``."""
+    n, g = X.shape
+    if var is None:
+        var = pd.DataFrame(index=genes or [f"GENE{i}" for i in range(g)])
+    if obs is None:
+        obs = pd.DataFrame(index=cells or [f"cell{i}" for i in range(n)])
+    adata = ad.AnnData(X=X, obs=obs, var=var, **kwargs)
+    adata.write_h5ad(path)
+    return path
+
+
+@pytest.fixture
+def counts_matrix() -> sp.csr_matrix:
+    rng = np.random.default_rng(7)
+    dense = rng.poisson(0.6, size=(40, 25)).astype(np.float32)
+    dense[3] = 0  # an all-zero cell
+    return sp.csr_matrix(dense)
+
+
+@pytest.fixture
+def real_h5ad() -> Path:
+    return REAL_H5AD
