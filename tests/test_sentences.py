@@ -104,10 +104,15 @@ def test_uneven_rows_are_split_without_changing_results():
 
 
 def test_encoder_quotes_only_when_needed():
-    enc = SentenceEncoder(np.array(["A", "B,1"], dtype=object), csv_quote=True)
+    words = np.array(["A", "B,1"], dtype=object)
+    assert not SentenceEncoder(np.array(["A", "B"], dtype=object), csv_quote=True).needs_quotes
+    long_id = b"a-cell-id-longer-than-one-token," + b'"'
+    enc = SentenceEncoder(words, True, [b'c1,"', long_id], [b'"\n', b'",x\n'])
     assert enc.needs_quotes
-    ranked = rank_words(sp.csr_matrix(np.array([[1.0, 2.0]], np.float32)))
-    assert enc.lines(ranked, [b'c1,"'], [b'"\n']) == b'c1,"B,1 A"\n'
+    ranked = rank_words(sp.csr_matrix(np.array([[1.0, 2.0], [0, 0], [3, 1]], np.float32)))
+    assert enc.lines(ranked, np.array([0, 1, 1])) == (
+        b'c1,"B,1 A"\n' + long_id + b'",x\n' + long_id + b'A B,1",x\n'
+    )
 
 
 gene_names = st.lists(

@@ -211,7 +211,7 @@ def build_vocabulary(symbols: GeneSymbols, *, merge_duplicates: bool, path: str)
                 "--merge-duplicates",
             )
     words, inverse = np.unique(upper[has_word].astype(str), return_inverse=True)
-    word_of_column = np.full(len(upper), -1, dtype=np.int64)
+    word_of_column = np.full(len(upper), -1, dtype=np.int32)
     word_of_column[has_word] = inverse
     counts = np.bincount(inverse, minlength=len(words))
     merged: list[tuple[str, tuple[str, ...]]] = []

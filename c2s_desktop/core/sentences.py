@@ -17,6 +17,7 @@ float32 data); otherwise an exact float64 path is used.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -25,7 +26,6 @@ import scipy.sparse as sp
 
 from .genes import Vocabulary
 
-_LOW32 = np.uint64(0xFFFFFFFF)
 _PAD = np.uint64(np.iinfo(np.uint64).max)
 _MAX_EXACT_F32_INT = 2**24
 
@@ -57,26 +57,36 @@ def to_word_matrix(chunk: sp.csr_matrix, vocab: Vocabulary) -> sp.csr_matrix:
     Raises :class:`InvalidValues` on NaN/inf/negative values.
     """
     data = chunk.data
-    if data.dtype.kind == "f":
-        bad = ~np.isfinite(data)
+    if not (data >= 0).all() or (data.dtype.kind == "f" and len(data) and np.isinf(data.max())):
+        bad = ~np.isfinite(data) if data.dtype.kind == "f" else np.zeros(len(data), bool)
         if bad.any():
             raise InvalidValues("NaN or infinite values", _row_of(chunk, int(np.argmax(bad))))
-    neg = data < 0
-    if neg.any():
-        raise InvalidValues("negative values", _row_of(chunk, int(np.argmax(neg))))
+        raise InvalidValues("negative values", _row_of(chunk, int(np.argmax(data < 0))))
     words = vocab.word_of_column[chunk.indices]
-    keep = (data != 0) & (words >= 0)
     n_rows = chunk.shape[0]
     if vocab.identity:
+        keep = data != 0
         if keep.all():
-            return sp.csr_matrix((data, words, chunk.indptr), shape=(n_rows, vocab.n_words))
+            return _csr(data, words, chunk.indptr, (n_rows, vocab.n_words))
         kept_before = np.concatenate([[0], np.cumsum(keep)])
         indptr = kept_before[chunk.indptr]
-        return sp.csr_matrix((data[keep], words[keep], indptr), shape=(n_rows, vocab.n_words))
+        return _csr(data[keep], words[keep], indptr, (n_rows, vocab.n_words))
+    keep = (data != 0) & (words >= 0)
     rows = np.repeat(np.arange(n_rows), np.diff(chunk.indptr))[keep]
     coo = sp.coo_matrix((data[keep], (rows, words[keep])), shape=(n_rows, vocab.n_words))
     out = coo.tocsr()  # sums the columns merged into one word
     out.eliminate_zeros()
+    return out
+
+
+def _csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape) -> sp.csr_matrix:  # noqa: ANN001
+    """A CSR matrix from trusted arrays, skipping scipy's O(nnz) format checks."""
+    out = sp.csr_matrix(shape, dtype=data.dtype)
+    if indptr[-1] < 2**31:
+        indices, indptr = indices.astype(np.int32, copy=False), indptr.astype(np.int32, copy=False)
+    else:
+        indices = indices.astype(np.int64, copy=False)
+    out.data, out.indices, out.indptr = data, indices, indptr
     return out
 
 
@@ -109,25 +119,34 @@ def rank_words(words_csr: sp.csr_matrix, top_k: int | None = None) -> RankedChun
         return RankedChunk(np.zeros(0, np.int64), np.zeros(n_rows, np.int64))
     if keys32 is None:
         return _rank_exact(words_csr, counts_all, top_k)
-    keys = (keys32.astype(np.uint64) << np.uint64(32)) | words_csr.indices.astype(np.uint64)
     width = int(counts_all.max())
-    if n_rows > 1 and n_rows * width > 4 * len(keys) + 1_000_000:
+    if n_rows > 1 and n_rows * width > 4 * len(keys32) + 1_000_000:
         # Very uneven rows: pad smaller blocks instead of one wide block.
         half = n_rows // 2
         a = rank_words(words_csr[:half], top_k)
         b = rank_words(words_csr[half:], top_k)
         return RankedChunk(np.concatenate([a.words, b.words]), np.concatenate([a.counts, b.counts]))
-    row_of = np.repeat(np.arange(n_rows), counts_all)
-    pos = np.arange(len(keys)) - np.repeat(words_csr.indptr[:-1], counts_all)
-    padded = np.full((n_rows, width), _PAD, dtype=np.uint64)
-    padded[row_of, pos] = keys
+    # One uint64 key per entry: (inverted value bits << 32) | word id, written as two uint32
+    # halves. Each row's keys are then copied into a padded block (one memcpy per row through a
+    # sliding-window view) and rows partition/sort independently, in C.
+    nnz = len(keys32)
+    keys = np.empty(nnz + width, dtype=np.uint64)
+    keys[nnz:] = _PAD
+    halves = keys.view(np.uint32)
+    low, high = (0, 1) if sys.byteorder == "little" else (1, 0)
+    halves[low : 2 * nnz : 2] = words_csr.indices
+    halves[high : 2 * nnz : 2] = keys32
+    windows = np.lib.stride_tricks.sliding_window_view(keys, width)
+    padded = windows[words_csr.indptr[:-1]]
+    np.putmask(padded, np.arange(width)[None, :] >= counts_all[:, None], _PAD)
     if top_k is not None and top_k < width:
-        padded = np.partition(padded, top_k - 1, axis=1)[:, :top_k]
+        padded = np.partition(padded, top_k - 1, axis=1)[:, :top_k].copy()
         width = top_k
     padded.sort(axis=1)
     counts = np.minimum(counts_all, width) if top_k is not None else counts_all
     mask = np.arange(width)[None, :] < counts[:, None]
-    return RankedChunk((padded[mask] & _LOW32).astype(np.int64), counts)
+    word_ids = padded.view(np.uint32).reshape(n_rows, width, 2)[:, :, low]
+    return RankedChunk(word_ids[mask].astype(np.int64), counts)
 
 
 def _rank_exact(words_csr: sp.csr_matrix, counts: np.ndarray, top_k: int | None) -> RankedChunk:
@@ -142,62 +161,88 @@ def _rank_exact(words_csr: sp.csr_matrix, counts: np.ndarray, top_k: int | None)
     return RankedChunk(words[keep], np.minimum(counts, top_k))
 
 
-class SentenceEncoder:
-    """Turns ranked word ids into UTF-8 text, whole chunks at a time (no per-cell Python loop).
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated ``range(start, start + length)`` → (positions, offsets within each range)."""
+    local = np.arange(int(lengths.sum()), dtype=np.int64)
+    local -= np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(starts, lengths) + local, local
 
-    Each word is stored once as ``" WORD"`` in a byte blob; a line is assembled by gathering byte
-    ranges: ``prefix + WORD1 + " WORD2" ... + suffix``.
+
+def _tokenize(strings: list[bytes], width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut byte strings into ``width``-byte tokens → (token bytes (n, width), lengths, counts)."""
+    counts = np.fromiter(((len(b) + width - 1) // width for b in strings), np.int64, len(strings))
+    padded = b"".join(b.ljust(int(c) * width, b"\0") for b, c in zip(strings, counts, strict=True))
+    table = np.frombuffer(padded, dtype=np.uint8).reshape(-1, width)
+    sizes = np.fromiter((len(b) for b in strings), np.int64, len(strings))
+    _, local = _ranges(np.zeros(len(strings), np.int64), counts)
+    lens = np.minimum(width, np.repeat(sizes, counts) - local * width)
+    return table, lens, counts
+
+
+class SentenceEncoder:
+    """Turns ranked word ids into UTF-8 lines, whole chunks at a time (no per-cell Python loop).
+
+    Every word (``" WORD"`` and, for the first word of a line, ``"WORD"``) and every per-cell
+    frame (``prefix``/``suffix``, e.g. ``"cell_id,"`` and ``"\\n"``) is cut into fixed-width
+    byte tokens. A chunk of lines is one gather of token rows plus one mask compress.
     """
 
-    def __init__(self, words: np.ndarray, csv_quote: bool = False) -> None:
+    def __init__(
+        self,
+        words: np.ndarray,
+        csv_quote: bool = False,
+        prefixes: list[bytes] | None = None,
+        suffixes: list[bytes] | None = None,
+    ) -> None:
         self.words = np.asarray(words, dtype=object)
         self.needs_quotes = csv_quote and any(any(c in w for c in ',"\r\n') for w in self.words)
-        texts = [(" " + (w.replace('"', '""') if self.needs_quotes else w)) for w in self.words]
-        encoded = [t.encode("utf-8") for t in texts]
-        self.lens = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
-        self.starts = np.cumsum(self.lens) - self.lens
-        self.blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        names = [(w.replace('"', '""') if self.needs_quotes else w).encode() for w in self.words]
+        longest = max((len(n) for n in names), default=1) + 1
+        self.width = width = max(8, -(-longest // 8) * 8)
+        spaced = [b" " + n for n in names]
+        prefixes = [b""] if prefixes is None else prefixes
+        suffixes = [b"\n"] if suffixes is None else suffixes
+        parts = [
+            _tokenize(spaced, width),
+            _tokenize(names, width),
+            _tokenize(prefixes, width),
+            _tokenize(suffixes, width),
+        ]
+        table = np.vstack([p[0] for p in parts])
+        lens = np.concatenate([p[1] for p in parts])
+        self.n_words = len(names)
+        self.p_count, self.s_count = parts[2][2], parts[3][2]
+        self.p_start = 2 * self.n_words + np.cumsum(self.p_count) - self.p_count
+        self.s_start = self.p_start[-1] + self.p_count[-1] + np.cumsum(self.s_count) - self.s_count
+        void = np.dtype((np.void, width))
+        self._table = np.ascontiguousarray(table).view(void).ravel()
+        mask = np.arange(width, dtype=np.int64)[None, :] < lens[:, None]
+        self._mask = np.ascontiguousarray(mask).view(void).ravel()
 
-    def lines(self, ranked: RankedChunk, prefixes: list[bytes], suffixes: list[bytes]) -> bytes:
-        """``prefix_i + sentence_i + suffix_i`` for every cell, concatenated."""
-        n = len(ranked.counts)
-        extra = b"".join(prefixes) + b"".join(suffixes)
-        extra_arr = np.frombuffer(extra, dtype=np.uint8)
-        plen = np.fromiter((len(p) for p in prefixes), dtype=np.int64, count=n)
-        slen = np.fromiter((len(s) for s in suffixes), dtype=np.int64, count=n)
-        base = len(self.blob)
-        pstart = base + np.cumsum(plen) - plen
-        sstart = base + plen.sum() + np.cumsum(slen) - slen
-
+    def lines(self, ranked: RankedChunk, frames: np.ndarray | None = None) -> bytes:
+        """``prefix[f] + sentence + suffix[f]`` for every cell (``f = frames[i]``, default 0)."""
         counts = ranked.counts
-        tok_per_row = counts + 2
-        row_tok = np.cumsum(tok_per_row) - tok_per_row
-        n_tok = int(tok_per_row.sum())
-        tstart = np.empty(n_tok, dtype=np.int64)
-        tlen = np.empty(n_tok, dtype=np.int64)
-        tstart[row_tok], tlen[row_tok] = pstart, plen
-        end_tok = row_tok + counts + 1
-        tstart[end_tok], tlen[end_tok] = sstart, slen
-        if len(ranked.words):
-            word_row_start = np.cumsum(counts) - counts
-            offset = np.repeat(row_tok + 1 - word_row_start, counts)
-            wpos = np.arange(len(ranked.words)) + offset
-            first = np.zeros(len(ranked.words), dtype=np.int64)
-            first[word_row_start[counts > 0]] = 1  # no leading space before a row's first word
-            tstart[wpos] = self.starts[ranked.words] + first
-            tlen[wpos] = self.lens[ranked.words] - first
-        total = int(tlen.sum())
-        idx_type = np.int32 if base + len(extra_arr) < 2**31 and total < 2**31 else np.int64
-        out_start = np.cumsum(tlen) - tlen
-        src = np.repeat((tstart - out_start).astype(idx_type), tlen)
-        src += np.arange(total, dtype=idx_type)
-        return np.concatenate([self.blob, extra_arr])[src].tobytes()
+        n = len(counts)
+        frames = np.zeros(n, np.int64) if frames is None else np.asarray(frames, np.int64)
+        pc, sc = self.p_count[frames], self.s_count[frames]
+        n_tok = pc + counts + sc
+        row_off = np.cumsum(n_tok) - n_tok
+        ids = np.empty(int(n_tok.sum()), dtype=np.int64)
+        pos, local = _ranges(row_off, pc)
+        ids[pos] = np.repeat(self.p_start[frames], pc) + local
+        pos, local = _ranges(row_off + pc, counts)
+        first = (local == 0).astype(np.int64)  # first word of a line: the variant without space
+        ids[pos] = ranked.words + first * self.n_words
+        pos, local = _ranges(row_off + pc + counts, sc)
+        ids[pos] = np.repeat(self.s_start[frames], sc) + local
+        data = self._table[ids].view(np.uint8)
+        keep = self._mask[ids].view(np.bool_)
+        return data[keep].tobytes()
 
     def sentences(self, ranked: RankedChunk) -> list[str]:
         """The sentences as Python strings (one per cell)."""
         n = len(ranked.counts)
-        text = self.lines(ranked, [b""] * n, [b"\n"] * n).decode("utf-8")
-        return text.split("\n")[:n]
+        return self.lines(ranked).decode("utf-8").split("\n")[:n]
 
 
 ChunkSource = Callable[[], Iterator[tuple[np.ndarray, sp.csr_matrix]]]

@@ -36,8 +36,10 @@ out = ad.AnnData(
     X=counts,
     obs=obs,
     var=pd.DataFrame(index=src.raw.var_names),
-    obsm={"X_umap": src.obsm["X_umap"].astype(np.float32),
-          "X_pca": src.obsm["X_pca"][:, :20].astype(np.float32)},
+    obsm={
+        "X_umap": src.obsm["X_umap"].astype(np.float32),
+        "X_pca": src.obsm["X_pca"][:, :20].astype(np.float32),
+    },
 )
 out.uns["organism"] = "Homo sapiens"
 out.write_h5ad("pbmc_counts_small.h5ad", compression="gzip")
