@@ -172,9 +172,10 @@ def part2(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     write_synthetic(path, args.large_cells, args.large_genes, args.large_nnz, seed=1)
     size_gb = path.stat().st_size / 1e9
+    ready = time.perf_counter() - t0
     print(
         f"\n## Large backed file: {args.large_cells:,} cells × {args.large_genes:,} genes, "
-        f"~{args.large_nnz:,} per cell, {size_gb:.1f} GB (ready in {time.perf_counter() - t0:.0f} s)"
+        f"~{args.large_nnz:,} per cell, {size_gb:.1f} GB (ready in {ready:.0f} s)"
     )
     out = OUT / "large_top200.csv"
     cmd = [

@@ -222,12 +222,12 @@ class Dataset:
         if source == SOURCE_AUTO:
             usable = [s for s in self.sources.values() if s.rankable]
             if not usable:
-                kinds = ", ".join(f"{s.name} ({s.kind})" for s in self.sources.values())
+                kinds = "; ".join(f"{s.name}: {s.detail}" for s in self.sources.values())
                 raise DataError(
-                    f"no expression source can be ranked: {kinds or 'no matrices'}",
+                    f"no expression source can be ranked ({kinds or 'no matrices'})",
                     path=self.path,
-                    hint="cell sentences need non-negative counts or (log-)normalised values; "
-                    "scaled data with negatives cannot be ranked",
+                    hint="cell sentences need non-negative, finite counts or (log-)normalised "
+                    "values; add raw counts (raw.X or a counts layer) to the file",
                 )
             order = list(self.sources)
             return max(usable, key=lambda s: (s.n_genes, -order.index(s.name)))
@@ -403,7 +403,8 @@ def _uns_hints(h5: h5py.File) -> dict[str, Any]:
     log1p = uns.get("log1p")
     if isinstance(log1p, h5py.Group) and "base" in log1p:
         base = log1p["base"][()]
-        hints["log1p_base"] = None if base is None or np.size(base) == 0 else float(base)
+        empty = base is None or isinstance(base, h5py.Empty) or np.size(base) == 0
+        hints["log1p_base"] = None if empty else float(base)
     elif isinstance(log1p, h5py.Group):
         hints["log1p_base"] = None
     return hints

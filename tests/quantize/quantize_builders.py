@@ -109,19 +109,10 @@ def train_briefly(model, folder: Path, steps: int) -> None:
 
 
 def save_gptneox(
-    folder: Path,
-    n_vocab: int,
-    *,
-    legacy_rotary: bool = False,
-    train_steps: int = 0,
-    seed: int = 0,
-    **overrides,
+    folder: Path, n_vocab: int, *, train_steps: int = 0, seed: int = 0, **overrides
 ) -> None:
-    """Random GPT-NeoX (hidden 256, 4 heads, ffn 1024, rotary 25 %, parallel residual).
-
-    ``legacy_rotary`` rewrites config.json the transformers-4 way (``rotary_pct``,
-    ``rotary_emb_base``) instead of transformers 5's ``rope_parameters``.
-    """
+    """Random GPT-NeoX (hidden 256, 4 heads, ffn 1024, rotary 25 %, parallel residual);
+    transformers 5 stores the rotary fraction as ``rope_parameters.partial_rotary_factor``."""
     import torch
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
@@ -143,13 +134,16 @@ def save_gptneox(
     if train_steps:
         train_briefly(model, folder, train_steps)
     model.save_pretrained(folder)
-    if legacy_rotary:
-        path = folder / "config.json"
-        config = json.loads(path.read_text())
-        rope = config.pop("rope_parameters")
-        config["rotary_pct"] = rope["partial_rotary_factor"]
-        config["rotary_emb_base"] = rope["rope_theta"]
-        path.write_text(json.dumps(config, indent=2))
+
+
+def use_legacy_rotary(folder: Path) -> None:
+    """Rewrite config.json the transformers-4 way (``rotary_pct``, ``rotary_emb_base``)."""
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    rope = config.pop("rope_parameters")
+    config["rotary_pct"] = rope["partial_rotary_factor"]
+    config["rotary_emb_base"] = rope["rope_theta"]
+    path.write_text(json.dumps(config, indent=2))
 
 
 def save_gemma2(folder: Path, n_vocab: int, *, train_steps: int = 0, seed: int = 0) -> None:
