@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -28,6 +27,14 @@ from .core.genes import SYMBOLS_AUTO
 from .core.logs import log_exception
 from .core.progress import ProgressFn
 from .core.sentence_writer import write_sentences_csv
+
+try:
+    import click
+
+    _USAGE_ERRORS: tuple[type[Exception], ...] = (typer.TyperException, click.ClickException)
+    _ABORTS: tuple[type[BaseException], ...] = (typer.Abort, click.Abort)
+except ImportError:  # pragma: no cover - typer without click
+    _USAGE_ERRORS, _ABORTS = (typer.TyperException,), (typer.Abort,)
 
 app = typer.Typer(
     name="c2s",
@@ -176,10 +183,18 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``c2s`` console script."""
     try:
         app(args=argv, standalone_mode=False, prog_name="c2s")
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.Abort, KeyboardInterrupt, Cancelled):
+    except _ABORTS:
+        err.print("cancelled")
+        sys.exit(130)
+    except _USAGE_ERRORS as exc:
+        # typer >= 0.29 vendors click, older versions raise click's own classes.
+        code = int(getattr(exc, "exit_code", 2))
+        hint = " (see c2s --help)" if code == 2 else ""
+        message = exc.format_message()
+        if message:  # empty after "no arguments: show help"
+            err.print(f"error: {message}{hint}", markup=False, soft_wrap=True)
+        sys.exit(code)
+    except (KeyboardInterrupt, Cancelled):
         err.print("cancelled")
         sys.exit(130)
     except C2SError as exc:

@@ -171,3 +171,10 @@ def test_console_script_runs_as_a_process(real_h5ad, tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: {bad}:") and "Traceback" not in proc.stderr
+
+
+def test_usage_errors_are_one_line(capsys, real_h5ad, tmp_path):
+    code, _, err = run(capsys, "sentences", real_h5ad, "-o", tmp_path / "s.csv", "--top-k", "0")
+    assert code == 2 and err.startswith("error: ") and err.strip().count("\n") == 0
+    code, _, err = run(capsys, "sentences", real_h5ad)
+    assert code == 2 and "--output" in err and err.strip().count("\n") == 0

@@ -222,3 +222,22 @@ def test_string_matrix_is_refused(tmp_path):
         f.create_dataset("X", data=np.array([[b"a", b"b"], [b"c", b"d"]]))
     with pytest.raises(DataError, match="no expression source can be ranked"):
         open_dataset(p)
+
+
+def test_raw_borrows_symbol_column_from_var(tmp_path, counts_matrix):
+    # CELLxGENE layout: var_names are Ensembl IDs, symbols in var['feature_name'], raw.var has
+    # only the index; X is log-normalised, raw.X the counts.
+    import anndata as ad
+
+    n = counts_matrix.shape[1]
+    ids = [f"ENSG{i:011d}" for i in range(n)]
+    var = pd.DataFrame({"feature_name": pd.Categorical([f"Sym{i}" for i in range(n)])}, index=ids)
+    adata = ad.AnnData(X=lognorm(counts_matrix), var=var)
+    adata.raw = ad.AnnData(X=counts_matrix, var=pd.DataFrame(index=ids))
+    path = tmp_path / "cxg.h5ad"
+    adata.write_h5ad(path)
+    with open_dataset(path, source="raw") as ds:
+        assert ds.symbols.source == "feature_name"
+        raw_sentences = cell_sentences(ds)
+    with open_dataset(path, source="X") as ds:
+        assert cell_sentences(ds) == raw_sentences

@@ -150,9 +150,13 @@ class Dataset:
     @property
     def gene_var(self) -> pd.DataFrame:
         """``var`` of the chosen source (``raw.var`` for ``raw``)."""
-        if self.source.name == SOURCE_RAW and self.raw_var is not None:
+        if self.source.name != SOURCE_RAW or self.raw_var is None:
+            return self.var
+        # CELLxGENE-style files keep symbols (feature_name) only in var: borrow them for raw.
+        extra = [c for c in self.var.columns if c not in self.raw_var.columns]
+        if not extra or not self.var.index.is_unique:
             return self.raw_var
-        return self.var
+        return self.raw_var.join(self.var[extra], how="left")
 
     def embedding_names(self) -> dict[str, int]:
         """``obsm`` keys holding a cells × d numeric matrix (d ≥ 2) → d."""
