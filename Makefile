@@ -9,7 +9,6 @@ LLAMA_KEY := $(shell printf '%s' "$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)" | sha1su
 WHEELS := .wheels/llama-$(LLAMA_KEY)
 DEMO_DATA := tests/data/pbmc_counts_small.h5ad
 
-export QT_QPA_PLATFORM ?= offscreen
 export GGML_NO_BACKTRACE := 1
 
 .PHONY: demo test lint bench fuzz clean venv dev
@@ -42,9 +41,11 @@ demo: $(VENV)/.app-installed
 	$(BIN)/c2s info $(DEMO_DATA)
 	$(BIN)/c2s sentences $(DEMO_DATA) --top-k 12 --obs cell_type -o demo_sentences.csv --overwrite
 	head -n 6 demo_sentences.csv
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(BIN)/c2s-desktop $(DEMO_DATA); \
+	else echo "(no display: the desktop window was not opened)"; fi
 
 test: $(VENV)/.dev-installed
-	$(BIN)/python -m pytest -q tests
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q tests
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .

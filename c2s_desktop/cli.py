@@ -182,7 +182,11 @@ def version() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``c2s`` console script."""
     try:
-        app(args=argv, standalone_mode=False, prog_name="c2s")
+        code = app(args=argv, standalone_mode=False, prog_name="c2s")
+        if isinstance(code, int) and code:  # typer turns Ctrl-C into an exit code (130)
+            if code == 130:
+                err.print("cancelled")
+            sys.exit(code)
     except _ABORTS:
         err.print("cancelled")
         sys.exit(130)

@@ -47,6 +47,7 @@ def atomic_write(path: str | Path, *, overwrite: bool = True) -> Iterator[Binary
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; use the usual permissions
         os.replace(tmp, target)
     except OSError as exc:
         _remove(tmp)
@@ -58,6 +59,12 @@ def atomic_write(path: str | Path, *, overwrite: bool = True) -> Iterator[Binary
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _remove(tmp: str) -> None:

@@ -1,0 +1,41 @@
+"""Ctrl-C during ``c2s sentences`` stops cleanly: exit 130, no output, no temporary files."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from .conftest import write_h5ad
+
+
+def test_ctrl_c_cancels_within_a_second_without_output(tmp_path):
+    rng = np.random.default_rng(0)
+    X = sp.random(60_000, 3_000, density=0.1, format="csr", dtype=np.float32, random_state=rng)
+    X.data = np.ceil(X.data * 5)
+    data = write_h5ad(tmp_path / "big.h5ad", X)
+    out = tmp_path / "out.csv"
+    code = (
+        "import sys, c2s_desktop.core.sentence_writer as w\n"
+        "w.TARGET_CHUNK_NNZ = 20_000\n"  # many small chunks: a slow run to interrupt
+        "from c2s_desktop.cli import main\n"
+        f"main(['sentences', {str(data)!r}, '-o', {str(out)!r}])\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tmp_path.glob(".out.csv.*")):
+        time.sleep(0.05)  # wait until writing has started
+    assert list(tmp_path.glob(".out.csv.*")), "writing never started"
+    sent = time.time()
+    proc.send_signal(signal.SIGINT)
+    rc = proc.wait(timeout=30)
+    stopped = time.time() - sent
+    print(f"stopped {stopped:.2f} s after Ctrl-C")
+    assert rc == 130, proc.stderr.read()
+    assert "cancelled" in proc.stderr.read()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.h5ad"]
+    assert stopped < 5  # generous: the machine may be busy; typical is well under a second
