@@ -102,7 +102,7 @@ class Dataset:
         obs: pd.DataFrame,
         var: pd.DataFrame,
         raw_var: pd.DataFrame | None,
-        obsm: dict[str, h5py.Dataset | h5py.Group],
+        obsm: dict[str, Any],
         uns_hints: dict[str, Any],
     ) -> None:
         self.path = path
@@ -162,7 +162,8 @@ class Dataset:
         """``obsm`` keys holding a cells × d numeric matrix (d ≥ 2) → d."""
         out: dict[str, int] = {}
         for key, node in self._obsm.items():
-            numeric = isinstance(node, h5py.Dataset) and node.dtype.kind in "iuf"
+            array_like = isinstance(node, h5py.Dataset | np.ndarray)
+            numeric = array_like and node.dtype.kind in "iuf"
             if numeric and node.ndim == 2 and node.shape[0] == self.n_cells and node.shape[1] >= 2:
                 out[key] = int(node.shape[1])
         return out
@@ -227,8 +228,9 @@ class Dataset:
             usable = [s for s in self.sources.values() if s.rankable]
             if not usable:
                 kinds = "; ".join(f"{s.name}: {s.detail}" for s in self.sources.values())
+                what = f"can be ranked ({kinds})" if kinds else "found (no X, raw.X or layers)"
                 raise DataError(
-                    f"no expression source can be ranked ({kinds or 'no matrices'})",
+                    f"no expression source {what}",
                     path=self.path,
                     hint="cell sentences need non-negative, finite counts or (log-)normalised "
                     "values; add raw counts (raw.X or a counts layer) to the file",
@@ -257,7 +259,7 @@ class Dataset:
         if name == SOURCE_X:
             return self._h5["X"]
         if name == SOURCE_RAW:
-            return self._h5["raw/X"]
+            return self._h5["raw/X"] if "raw/X" in self._h5 else self._h5["raw.X"]
         return self._h5["layers"][name[len(LAYER_PREFIX) :]]
 
     def _detect_organism(self, override: str | None) -> tuple[str, str]:
@@ -389,8 +391,29 @@ def _read_frame(h5: h5py.File, key: str, path: str) -> pd.DataFrame:
             hint="the file may be damaged or written by a very old anndata; re-save it with a "
             "current anndata/scanpy",
         ) from exc
+    if isinstance(frame, np.ndarray) and frame.dtype.names:
+        return _legacy_frame(frame, h5, key.replace("/", "."))
     if not isinstance(frame, pd.DataFrame):
         raise InputFileError(f"'{key}' is not a table", path=path, hint="not a valid AnnData file")
+    return frame
+
+
+def _legacy_frame(records: np.ndarray, h5: h5py.File, key: str) -> pd.DataFrame:
+    """obs/var written by anndata < 0.7: a record array, categories in ``uns/<col>_categories``."""
+    columns: dict[str, Any] = {}
+    for name in records.dtype.names:
+        values = records[name]
+        if values.dtype.kind == "S":
+            values = np.char.decode(values, "utf-8")
+        cats = h5.get(f"uns/{name}_categories")
+        if isinstance(cats, h5py.Dataset) and values.dtype.kind in "iu":
+            labels = [c.decode() if isinstance(c, bytes) else str(c) for c in cats[()]]
+            values = pd.Categorical.from_codes(values.astype(np.int64), categories=labels)
+        columns[name] = values
+    index = columns.pop("index", None)
+    frame = pd.DataFrame(columns)
+    if index is not None:
+        frame.index = pd.Index(np.asarray(index, dtype=str))
     return frame
 
 
@@ -480,9 +503,17 @@ def _build(p: Path, h5: h5py.File) -> Dataset:
         )
     obs = _read_frame(h5, "obs", path)
     var = _read_frame(h5, "var", path)
-    raw_var = _read_frame(h5, "raw/var", path) if "raw/var" in h5 else None
-    obsm_group = h5.get("obsm")
-    obsm = dict(obsm_group.items()) if isinstance(obsm_group, h5py.Group) else {}
+    raw_key = "raw" if "raw/X" in h5 else "raw." if "raw.X" in h5 else None
+    raw_var = None
+    if raw_key and (f"{raw_key}/var" in h5 or f"{raw_key}var" in h5):
+        raw_var = _read_frame(h5, "raw/var" if raw_key == "raw" else "raw.var", path)
+    obsm_node = h5.get("obsm")
+    obsm: dict[str, Any] = {}
+    if isinstance(obsm_node, h5py.Group):
+        obsm = dict(obsm_node.items())
+    elif isinstance(obsm_node, h5py.Dataset) and obsm_node.dtype.names:  # anndata < 0.7
+        records = obsm_node[()]
+        obsm = {name: np.asarray(records[name]) for name in obsm_node.dtype.names}
     ds = Dataset(p, h5, obs, var, raw_var, obsm, _uns_hints(h5))
     if len(obs) == 0 or len(var) == 0:
         raise DataError(
@@ -493,8 +524,9 @@ def _build(p: Path, h5: h5py.File) -> Dataset:
     nodes: list[tuple[str, h5py.Dataset | h5py.Group, int]] = []
     if "X" in h5:
         nodes.append((SOURCE_X, h5["X"], len(var)))
-    if "raw/X" in h5:
-        nodes.append((SOURCE_RAW, h5["raw/X"], len(raw_var) if raw_var is not None else -1))
+    if raw_key:
+        raw_x = h5["raw/X" if raw_key == "raw" else "raw.X"]
+        nodes.append((SOURCE_RAW, raw_x, len(raw_var) if raw_var is not None else -1))
     layers = h5.get("layers")
     if isinstance(layers, h5py.Group):
         nodes.extend((LAYER_PREFIX + k, v, len(var)) for k, v in layers.items())

@@ -76,3 +76,82 @@ class Job(QObject):
     def _on_failure(self, exc: object) -> None:
         self.thread.quit()
         self.failed.emit(exc)
+
+
+class JobRunner(QObject):
+    """Background jobs by slot: one current job per slot, older ones cancelled and ignored.
+
+    A superseded or cancelled job's result goes to its ``discard`` callback (e.g. to close a
+    dataset opened too late); its Job object is kept until its thread has finished.
+    """
+
+    progress = Signal(float, str)
+    busy_changed = Signal(bool)
+    idle = Signal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.current: dict[str, Job] = {}
+        self._alive: list[Job] = []
+
+    def start(
+        self,
+        slot: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        on_success: Callable[[Any], None],
+        on_failure: Callable[[BaseException], None],
+        discard: Callable[[Any], None] | None = None,
+        **kwargs: Any,
+    ) -> Job:
+        """Run ``fn(*args, **kwargs)`` in the background as the current job of ``slot``."""
+        self.cancel(slot)
+        job = Job(fn, *args, **kwargs)
+        was_busy = self.is_busy()
+        self.current[slot] = job
+        self._alive.append(job)
+
+        def live() -> bool:
+            return self.current.get(slot) is job and not job.worker.cancel.is_set()
+
+        def succeeded(result: object) -> None:
+            if live():
+                on_success(result)
+            elif discard is not None:
+                discard(result)
+
+        job.succeeded.connect(succeeded)
+        job.failed.connect(lambda exc: on_failure(exc) if live() else None)
+        job.progress.connect(lambda f, m: self.progress.emit(f, m) if live() else None)
+        job.done.connect(lambda: self._finished(slot, job))
+        job.start()
+        if not was_busy:
+            self.busy_changed.emit(True)
+        return job
+
+    def cancel(self, slot: str | None = None) -> None:
+        """Cancel the job of ``slot`` (every job when None); its result will be discarded."""
+        for name, job in list(self.current.items()):
+            if slot is None or name == slot:
+                job.cancel()
+
+    def is_busy(self, slot: str | None = None) -> bool:
+        if slot is not None:
+            return slot in self.current and self.current[slot].is_running()
+        return any(job.is_running() for job in self._alive)
+
+    def wait(self, timeout_ms: int = 10_000) -> None:
+        """Block until every thread has stopped (for shutdown)."""
+        for job in list(self._alive):
+            job.thread.quit()
+            job.thread.wait(timeout_ms)
+
+    def _finished(self, slot: str, job: Job) -> None:
+        job.thread.wait()
+        if job in self._alive:
+            self._alive.remove(job)
+        if self.current.get(slot) is job:
+            del self.current[slot]
+        if not self._alive:
+            self.busy_changed.emit(False)
+            self.idle.emit()
