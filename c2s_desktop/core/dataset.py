@@ -16,6 +16,12 @@ import h5py
 import numpy as np
 import pandas as pd
 
+# Imported here, not lazily: a first import on a worker thread while Qt paints can crash PySide6.
+try:
+    from anndata.io import read_elem
+except ImportError:  # anndata < 0.11
+    from anndata.experimental import read_elem
+
 from .errors import DataError, InputFileError
 from .genes import (
     MOUSE_PREFIX,
@@ -374,10 +380,6 @@ def _describe_source(name: str, node: h5py.Dataset | h5py.Group, path: str) -> S
 
 
 def _read_elem(node: h5py.Group | h5py.Dataset) -> Any:
-    try:
-        from anndata.io import read_elem
-    except ImportError:  # anndata < 0.11
-        from anndata.experimental import read_elem
     return read_elem(node)
 
 

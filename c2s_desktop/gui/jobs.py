@@ -14,6 +14,13 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+# PySide6's import hook can crash (SIGSEGV) when a worker thread is the first to import a
+# module while the GUI thread paints; core.dataset imports anndata lazily, so import it here.
+try:
+    import anndata.io  # noqa: F401
+except ImportError:  # anndata < 0.11
+    import anndata.experimental  # noqa: F401
+
 
 class _Worker(QObject):
     progress = Signal(float, str)

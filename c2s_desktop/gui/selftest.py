@@ -1,0 +1,91 @@
+"""``c2s-desktop --self-test``: drive the main paths on the demo data, report one line.
+
+Used by installers and CI to prove a packaged app works: open, draw, colour, select, top genes,
+cell sentences, gene colouring, PCA, export. Settings and sessions go to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt
+
+from ..core.embedding import PCA_KEY
+from .main_window import MainWindow
+
+
+class SelfTestFailure(Exception):  # noqa: N818 - carries the one-line reason
+    """One step of the self-test went wrong."""
+
+
+def _check(ok: bool, reason: str) -> None:
+    if not ok:
+        raise SelfTestFailure(reason)
+
+
+def _idle(window: MainWindow, step: str) -> None:
+    _check(window.wait_until_idle(60_000), f"{step} did not finish within 60 s")
+    if window.last_error is not None:
+        text = " ".join(f"{window.last_error.text()} {window.last_error.informativeText()}".split())
+        raise SelfTestFailure(f"{step}: {text}")
+
+
+def run_self_test(window: MainWindow, data: Path, out_dir: Path) -> str:
+    """Run every step on ``data``; returns a summary or raises :class:`SelfTestFailure`."""
+    window.open_file(data)
+    _idle(window, "opening the demo data")
+    ds = window.dataset
+    _check(ds is not None, "the demo data did not open")
+    assert ds is not None
+    view = window.view
+    view.render_now()
+    _check(view.image_pixels() > 0, "the embedding was not drawn")
+    _check(view.colour_column is not None and view.legend.count() > 0, "no category legend")
+    first = view.legend.item(0).data(Qt.ItemDataRole.UserRole)
+    view.select_categories([first])
+    _idle(window, "selecting a category")
+    n = len(window.selection.current)
+    _check(n > 0, f"selecting category '{first}' selected nothing")
+    panel = window.selection_panel
+    _check(panel.markers.rowCount() > 0, "no top genes for the selection")
+    _check(bool(panel.sentences_text().strip()), "no cell sentences for the selection")
+    gene = panel.markers.item(0, 0).text()
+    window.colour_by_gene(gene)
+    _idle(window, f"colouring by {gene}")
+    _check(view.gene == gene, f"colouring by gene {gene} failed")
+    view.select_polygon(np.array([[-1e9, -1e9], [1e9, -1e9], [1e9, 1e9], [-1e9, 1e9]]))
+    _idle(window, "lasso selection")
+    _check(len(window.selection.current) == ds.n_cells, "a lasso around everything missed cells")
+    window.compute_pca()
+    _idle(window, "computing PCA")
+    _check(PCA_KEY in window.embeddings, "PCA was not computed")
+    out = window.export_selection(out_dir / "selection.csv")
+    _check(out is not None and len(out.read_text().splitlines()) == ds.n_cells + 1, "bad export")
+    return f"{ds.n_cells} cells, category '{first}' ({n} cells), top gene {gene}"
+
+
+def self_test(data: Path) -> tuple[bool, str]:
+    """Run the self-test in a fresh window with throw-away settings; ``(passed, line)``."""
+    saved_env = os.environ.get("C2S_SESSION_DIR")
+    with tempfile.TemporaryDirectory(prefix="c2s-self-test-") as tmp:
+        os.environ["C2S_SESSION_DIR"] = tmp
+        QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+        QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, tmp)
+        window = MainWindow()
+        window.show()
+        try:
+            summary = run_self_test(window, data, Path(tmp))
+        except SelfTestFailure as exc:
+            return False, f"self-test failed: {exc}"
+        except Exception as exc:  # noqa: BLE001 - any crash is a failed self-test
+            return False, f"self-test failed: {exc.__class__.__name__}: {exc}"
+        finally:
+            window.close()
+            if saved_env is None:
+                os.environ.pop("C2S_SESSION_DIR", None)
+            else:
+                os.environ["C2S_SESSION_DIR"] = saved_env
+    return True, f"self-test passed: {summary}"
