@@ -1,0 +1,1 @@
+"""Inference engines: one protocol (:mod:`.base`), local llama.cpp in a child process, remote."""
