@@ -12,6 +12,9 @@ import pytest
 os.environ.setdefault("GGML_NO_BACKTRACE", "1")  # no gdb backtrace if llama.cpp aborts
 
 import quantize_builders as qb  # noqa: E402
+import torch  # noqa: E402
+
+from c2s_quantize.cli import main  # noqa: E402
 from c2s_quantize.evaluate import ProbeRun, run_probes  # noqa: E402
 from c2s_quantize.hf_lm import TransformersLM  # noqa: E402
 from c2s_quantize.pipeline import quantize_checkpoint  # noqa: E402
@@ -20,6 +23,11 @@ from c2s_quantize.verify import VerifyReport, compare_runs, evaluate_gguf  # noq
 
 TRAIN_STEPS = 60  # brief training makes next-token predictions confident, as in real models
 ARCHS = ("gptneox", "gemma2")
+
+# One thread for torch and llama.cpp: with two, a busy 2-core box slows these tiny models down
+# 10-20x (thread pools spin-wait for a core).
+torch.set_num_threads(1)
+THREADS = 1
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +52,7 @@ def gguf(
     def get(arch: str, qtype: str) -> Path:
         if (arch, qtype) not in cache:
             out = root / f"{arch}.{qtype}.gguf"
-            quantize_checkpoint(checkpoints[arch], out, qtype, hash_sources=False)
+            quantize_checkpoint(checkpoints[arch], out, qtype, hash_sources=False, threads=THREADS)
             cache[arch, qtype] = out
         return cache[arch, qtype]
 
@@ -81,7 +89,8 @@ def versus_hf(
         if (arch, qtype) not in cache:
             ref, probes = hf_runs(arch), load_probes()
             forced = [r.tokens for r in ref]
-            cand = evaluate_gguf(gguf(arch, qtype), probes, forced, root / f"{arch}.{qtype}")
+            out = root / f"{arch}.{qtype}"
+            cand = evaluate_gguf(gguf(arch, qtype), probes, forced, out, threads=THREADS)
             comparisons, scale = compare_runs(probes, ref, cand)
             cache[arch, qtype] = VerifyReport(
                 str(gguf(arch, qtype)), qtype, "transformers", comparisons, 0.9, scale
@@ -89,3 +98,20 @@ def versus_hf(
         return cache[arch, qtype]
 
     return get
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[[list[str]], tuple[int, str, str]]:
+    """``cli(args)`` runs ``c2s-quantize`` in-process (adding ``--threads``):
+    (exit code, stdout, stderr)."""
+
+    def run(args: list[str]) -> tuple[int, str, str]:
+        code = 0
+        try:
+            main(args if args[:1] == ["info"] else [*args, "--threads", str(THREADS)])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

@@ -83,7 +83,9 @@ def train_spm_tokenizer(folder: Path, vocab_size: int = 600) -> int:
     (folder / "tokenizer.vocab").unlink()
     sp = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
     vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
-    GemmaTokenizer(vocab=vocab, merges=generate_merges(vocab)).save_pretrained(folder)
+    GemmaTokenizer(vocab=vocab, merges=generate_merges(vocab), add_bos_token=True).save_pretrained(
+        folder
+    )
     return sp.get_piece_size()
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 import quantize_builders as qb
-from c2s_quantize.llama_lm import LlamaLM
 from conftest import ARCHS
+
+from c2s_quantize.llama_lm import LlamaLM
 
 
 @pytest.mark.parametrize("arch", ARCHS)
