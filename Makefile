@@ -7,7 +7,8 @@ LLAMA_VERSION := 0.3.36
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 LLAMA_KEY := $(shell printf '%s' "$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)" | sha1sum | cut -c1-12)
 WHEELS := .wheels/llama-$(LLAMA_KEY)
-DEMO_DATA := tests/data/pbmc_counts_small.h5ad
+DEMO_DATA := resources/demo/pbmc_demo.h5ad
+DEMO_MODEL := resources/demo/c2s-demo-pbmc.q8_0.gguf
 
 export GGML_NO_BACKTRACE := 1
 
@@ -39,10 +40,11 @@ dev: $(VENV)/.dev-installed
 
 demo: $(VENV)/.app-installed
 	$(BIN)/c2s info $(DEMO_DATA)
-	$(BIN)/c2s sentences $(DEMO_DATA) --top-k 12 --obs cell_type -o demo_sentences.csv --overwrite
-	head -n 6 demo_sentences.csv
-	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(BIN)/c2s-desktop $(DEMO_DATA); \
-	else echo "(no display: the desktop window was not opened)"; fi
+	$(BIN)/c2s annotate $(DEMO_DATA) --model $(DEMO_MODEL) --candidates-from cell_type \
+		--cluster-key louvain -o demo_annotated.h5ad --overwrite
+	$(BIN)/c2s report demo_annotated.h5ad -o demo_report.html --overwrite
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(BIN)/c2s-desktop demo_annotated.h5ad; \
+	else echo "(no display: open demo_report.html, or run c2s-desktop in a desktop session)"; fi
 
 test: $(VENV)/.dev-installed
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q tests
@@ -53,7 +55,9 @@ lint: $(VENV)/.dev-installed
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/sentences.py
-	$(BIN)/python bench/quantize.py --small
+	$(BIN)/python bench/quantize.py
+	$(BIN)/python bench/engine.py
+	$(BIN)/python resources/demo/evaluate_demo_model.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info demo_sentences.csv
+	rm -rf $(VENV) build dist *.egg-info demo_annotated.h5ad demo_report.html

@@ -181,6 +181,8 @@ def version() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``c2s`` console script."""
+    from . import cli_tasks  # noqa: F401 - registers the model commands on ``app``
+
     try:
         code = app(args=argv, standalone_mode=False, prog_name="c2s")
         if isinstance(code, int) and code:  # typer turns Ctrl-C into an exit code (130)

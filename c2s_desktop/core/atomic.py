@@ -50,14 +50,14 @@ def atomic_write(path: str | Path, *, overwrite: bool = True) -> Iterator[Binary
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; use the usual permissions
         os.replace(tmp, target)
     except OSError as exc:
-        _remove(tmp)
+        remove_quietly(tmp)
         raise OutputError(
             f"writing failed ({exc.strerror or exc})",
             path=target,
             hint="check free disk space and permissions",
         ) from exc
     except BaseException:
-        _remove(tmp)
+        remove_quietly(tmp)
         raise
 
 
@@ -67,6 +67,7 @@ def _umask() -> int:
     return mask
 
 
-def _remove(tmp: str) -> None:
+def remove_quietly(tmp: str) -> None:
+    """Delete a temporary file if it is still there."""
     with contextlib.suppress(OSError):
         os.unlink(tmp)

@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 from .. import __version__
+from ..core.resources import resource_path
 
 
 def demo_data_path() -> Path:
-    """The demo dataset used by ``--self-test`` (700 PBMCs; to move to resources/demo/)."""
-    return Path(__file__).resolve().parents[2] / "tests" / "data" / "pbmc_counts_small.h5ad"
+    """The bundled demo dataset (700 real PBMCs), used by ``--self-test``."""
+    return resource_path("demo", "pbmc_demo.h5ad")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

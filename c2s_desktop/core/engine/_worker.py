@@ -1,0 +1,90 @@
+"""The model process: owns a :class:`LocalEngine` and serves requests from :mod:`.process`.
+
+Protocol over a ``multiprocessing`` pipe, one request at a time: the parent sends
+``(op, args)`` (op: tokenize, score, generate, embed, close); the child answers with any number
+of ``("token", str)`` / ``("progress", (fraction, message))`` messages, then exactly one of
+``("result", value)``, ``("cancelled", None)`` or ``("error", (kind, message, path, hint))``.
+Startup answers ``("ready", None)`` or an error. Not a public interface.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ..errors import C2SError, Cancelled
+from ..progress import CancelToken
+from .base import EngineOptions, ModelInfo
+
+
+def serve(
+    conn: Connection,
+    path: str,
+    options: EngineOptions,
+    info: ModelInfo,
+    cancel: CancelToken,
+    log_path: str,
+) -> None:
+    """Child-process entry point (runs until ``close`` or the parent goes away)."""
+    _redirect_stderr(log_path)
+    os.environ["GGML_NO_BACKTRACE"] = "1"  # ggml reads it at abort time: no gdb backtrace
+    from .local import LocalEngine
+
+    try:
+        engine = LocalEngine(path, options, info=info)
+    except C2SError as exc:
+        conn.send(("error", error_payload(exc)))
+        return
+    conn.send(("ready", None))
+    try:
+        while True:
+            try:
+                op, args = conn.recv()
+            except EOFError:
+                break
+            if op == "close":
+                break
+            conn.send(_handle(engine, conn, cancel, op, args))
+    finally:
+        engine.close()
+
+
+def _handle(engine: Any, conn: Connection, cancel: CancelToken, op: str, args: tuple) -> tuple:
+    try:
+        if op == "tokenize":
+            result = engine.tokenize(*args)
+        elif op == "score":
+            result = engine.score(*args, cancel=cancel)
+        elif op == "generate":
+            result = engine.generate(
+                *args, on_token=lambda text: conn.send(("token", text)), cancel=cancel
+            )
+        elif op == "embed":
+            result = engine.embed(
+                *args, progress=lambda f, m: conn.send(("progress", (f, m))), cancel=cancel
+            )
+        else:
+            raise C2SError(f"unknown engine request {op!r}")
+    except Cancelled:
+        return ("cancelled", None)
+    except C2SError as exc:
+        return ("error", error_payload(exc))
+    except Exception as exc:  # a bug or a llama-cpp-python error: report it, keep serving
+        print(f"error in {op}: {exc!r}", file=sys.stderr, flush=True)
+        return ("error", ("EngineError", f"{type(exc).__name__}: {exc}", None, ""))
+    return ("result", result)
+
+
+def error_payload(exc: C2SError) -> tuple[str, str, str | None, str]:
+    """A C2SError as plain values (its keyword-only constructor does not pickle)."""
+    return (type(exc).__name__, exc.message, exc.path, exc.hint)
+
+
+def _redirect_stderr(log_path: str) -> None:
+    """Send fd 2 (llama.cpp's and ggml's messages, GGML_ASSERT lines) to the log file."""
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    sys.stderr.flush()
+    os.dup2(fd, 2)
+    os.close(fd)

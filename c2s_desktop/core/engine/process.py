@@ -1,0 +1,252 @@
+"""The Engine protocol with the model in a long-lived child process.
+
+llama.cpp aborts the whole process on some malformed models (GGML_ASSERT at the first decode)
+and when memory runs out. Here only the child dies: the call raises :class:`EngineCrashed`
+with the exit signal and the child's last stderr lines, and :meth:`ProcessEngine.restart`
+starts a fresh one. Cancel is a shared event the child checks every token (and llama.cpp
+between graph nodes), so it takes effect well within a second.
+
+Frozen apps must call ``multiprocessing.freeze_support()`` at startup (spawn start method).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+import signal
+import tempfile
+import threading
+from collections.abc import Sequence
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import Cancelled
+from ..models import validate_gguf
+from ..progress import CancelToken, ProgressFn
+from . import _worker
+from .base import (
+    EngineCrashed,
+    EngineError,
+    EngineOptions,
+    GenerateParams,
+    Generation,
+    ModelFileError,
+    ModelInfo,
+    Score,
+    TokenCallback,
+)
+
+log = logging.getLogger(__name__)
+_POLL_S = 0.05
+_TAIL_LINES = 3
+_ERRORS: dict[str, type[EngineError]] = {"ModelFileError": ModelFileError}
+
+
+class ProcessEngine:
+    """A GGUF served by a child process; same protocol as :class:`~.local.LocalEngine`.
+
+    The file is validated before the child starts; ``validate=False`` skips the safety checks
+    (tests use it to feed llama.cpp a model that aborts it).
+    """
+
+    def __init__(
+        self, path: str | Path, options: EngineOptions | None = None, *, validate: bool = True
+    ) -> None:
+        self._path = str(path)
+        self._options = options or EngineOptions()
+        self._info = validate_gguf(path, strict=validate)
+        self._ctx = mp.get_context("spawn")
+        self._lock = threading.Lock()
+        self._proc: Any = None
+        self._conn: Any = None
+        fd, self._log_path = tempfile.mkstemp(prefix="c2s-engine-", suffix=".log")
+        os.close(fd)
+        self._cancel = self._ctx.Event()
+        try:
+            self._start()
+        except BaseException:
+            os.remove(self._log_path)
+            raise
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def _start(self) -> None:
+        parent, child = self._ctx.Pipe()
+        self._proc = self._ctx.Process(
+            target=_worker.serve,
+            args=(child, self._path, self._options, self._info, self._cancel, self._log_path),
+            name="c2s-model",
+            daemon=True,
+        )
+        self._proc.start()
+        child.close()
+        self._conn = parent
+        try:
+            self._receive(None, None, None)  # "ready", or the load error
+        except BaseException:
+            self._stop()
+            raise
+
+    def restart(self) -> None:
+        """Stop the child (dead or alive) and start a fresh one on the same file."""
+        with self._lock:
+            self._stop()
+            self._start()
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+            if os.path.exists(self._log_path):
+                os.remove(self._log_path)
+
+    def _stop(self) -> None:
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        if proc is None:
+            return
+        if proc.is_alive():
+            with contextlib.suppress(OSError):
+                conn.send(("close", ()))
+            proc.join(timeout=5)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        conn.close()
+
+    def __enter__(self) -> ProcessEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def pid(self) -> int | None:
+        """The model process's id (None when stopped)."""
+        return None if self._proc is None else self._proc.pid
+
+    # -- protocol ------------------------------------------------------------------------------
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def tokenize(self, text: str) -> list[int]:
+        return self._call("tokenize", (text,))
+
+    def score(
+        self, prefix: str, continuations: Sequence[str], cancel: CancelToken | None = None
+    ) -> list[Score]:
+        return self._call("score", (prefix, list(continuations)), cancel=cancel)
+
+    def generate(
+        self,
+        prompt: str,
+        params: GenerateParams,
+        on_token: TokenCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Generation:
+        return self._call("generate", (prompt, params), cancel=cancel, on_token=on_token)
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+    ) -> np.ndarray:
+        return self._call("embed", (list(texts),), cancel=cancel, progress=progress)
+
+    # -- transport -----------------------------------------------------------------------------
+    def _call(
+        self,
+        op: str,
+        args: tuple,
+        *,
+        cancel: CancelToken | None = None,
+        on_token: TokenCallback | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Any:
+        with self._lock:
+            if self._proc is None:
+                raise EngineCrashed(
+                    "the model process is not running", path=self._path, hint="restart the engine"
+                )
+            self._cancel.clear()
+            try:
+                self._conn.send((op, args))
+            except OSError:
+                raise self._crashed() from None
+            return self._receive(cancel, on_token, progress)
+
+    def _receive(
+        self,
+        cancel: CancelToken | None,
+        on_token: TokenCallback | None,
+        progress: ProgressFn | None,
+    ) -> Any:
+        """Relay streamed messages until the final one; forward cancel; detect a dead child."""
+        failure: BaseException | None = None
+        while True:
+            if cancel is not None and cancel.is_set():
+                self._cancel.set()
+            if not self._conn.poll():
+                if not self._proc.is_alive() and not self._conn.poll():
+                    raise self._crashed()
+                wait([self._conn, self._proc.sentinel], timeout=_POLL_S)
+                continue
+            try:
+                kind, payload = self._conn.recv()
+            except (EOFError, OSError):
+                raise self._crashed() from None
+            try:
+                if kind == "token" and on_token is not None and failure is None:
+                    on_token(payload)
+                elif kind == "progress" and progress is not None and failure is None:
+                    progress(*payload)
+            except BaseException as exc:  # a failing callback: stop the child's work, then raise
+                failure = exc
+                self._cancel.set()
+            if kind in ("token", "progress"):
+                continue
+            if failure is not None:
+                raise failure
+            if kind == "error":
+                name, message, path, hint = payload
+                raise _ERRORS.get(name, EngineError)(message, path=path, hint=hint)
+            if kind == "cancelled":
+                raise Cancelled()
+            return payload  # "result" or "ready"
+
+    def _crashed(self) -> EngineCrashed:
+        """Reap the dead child and describe its death."""
+        proc = self._proc
+        proc.join(timeout=5)
+        code = proc.exitcode
+        self._stop()
+        if code is not None and code < 0:
+            how = f"was killed by {signal.Signals(-code).name}"
+        else:
+            how = f"exited with code {code}"
+        tail = _tail(self._log_path, _TAIL_LINES)
+        log.error("model process %s; last stderr lines:\n%s", how, "\n".join(tail))
+        detail = f": {' | '.join(tail)}" if tail else ""
+        return EngineCrashed(
+            f"the model process {how}{detail}",
+            path=self._path,
+            hint="restart the engine; if it happens again the model file is damaged, "
+            "unsupported or too large for this computer's memory",
+        )
+
+
+def _tail(path: str, n: int) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = [line.rstrip() for line in f.readlines()[-50:]]
+    except OSError:
+        return []
+    return [line for line in lines if line.strip()][-n:]

@@ -1,0 +1,199 @@
+"""Results out: an annotated *copy* of the AnnData, CSV tables, provenance.
+
+The copy is made byte for byte (temp file beside the target), results are written into it with
+anndata's element writer (``obs['c2s_…']``, ``obsm['X_c2s']``, ``uns['c2s']``), then it replaces
+the target atomically. The input file is only read.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+
+try:
+    from anndata.io import read_elem, write_elem
+except ImportError:  # anndata < 0.11
+    from anndata.experimental import read_elem, write_elem
+
+from .. import __version__
+from .atomic import atomic_write, check_writable, remove_quietly
+from .errors import DataError, OutputError
+from .models import sha256_file
+from .sentence_writer import csv_field
+
+
+def provenance(
+    input_path: str | Path,
+    task: str,
+    *,
+    model_name: str = "",
+    model_sha256: str = "",
+    template_id: str = "",
+    parameters: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """The provenance record stored in ``uns['c2s'][task]`` and in reports."""
+    return {
+        "app": f"c2s-desktop {__version__}",
+        "task": task,
+        "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "input": Path(input_path).name,
+        "input_sha256": sha256_file(input_path),
+        "model": model_name,
+        "model_sha256": model_sha256,
+        "template_id": template_id,
+        "parameters": json.dumps(dict(parameters or {}), default=str, sort_keys=True),
+    }
+
+
+def full_column(n_cells: int, rows: np.ndarray, values: Sequence | np.ndarray, fill: Any) -> Any:
+    """A per-cell column: ``values`` at ``rows``, ``fill`` elsewhere (NaN / missing label)."""
+    values = np.asarray(values)
+    if values.dtype.kind in "fiu":
+        out = np.full(n_cells, np.nan if fill is None else fill, dtype=np.float32)
+        out[rows] = values
+        return out
+    labels = np.full(n_cells, None, dtype=object)
+    labels[rows] = values.astype(str)
+    return pd.Categorical(labels)
+
+
+def write_annotated_copy(
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    obs: Mapping[str, Any] | None = None,
+    obsm: Mapping[str, np.ndarray] | None = None,
+    uns: Mapping[str, Mapping[str, str]] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Copy ``input_path`` to ``output_path`` with results added; atomic, input untouched.
+
+    ``obs`` columns and ``obsm`` arrays cover every cell (see :func:`full_column`); ``uns``
+    records go to ``uns['c2s'][name]``, merged with records already in the file.
+    """
+    src, target = Path(input_path), Path(output_path)
+    if target.exists() and src.exists() and target.resolve() == src.resolve():
+        raise OutputError("is the input file", path=target, hint="choose another output name")
+    check_writable(target, overwrite=overwrite)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        with h5py.File(tmp, "r+") as f:
+            if isinstance(f.get("obs"), h5py.Group):
+                _add_in_place(f, obs or {}, obsm or {}, uns or {})
+                ok = True
+            else:
+                ok = False
+        if not ok:  # files written by anndata < 0.7: rewrite through anndata
+            _rewrite(src, tmp, obs or {}, obsm or {}, uns or {})
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except OSError as exc:
+        remove_quietly(tmp)
+        raise OutputError(
+            f"writing failed ({exc})", path=target, hint="check free disk space and permissions"
+        ) from exc
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+    return target
+
+
+def _add_in_place(f: h5py.File, obs, obsm, uns) -> None:  # noqa: ANN001
+    group = f["obs"]
+    order = [str(c) for c in group.attrs.get("column-order", [])]
+    n_cells = _n_obs(f)
+    for name, values in obs.items():
+        if len(values) != n_cells:
+            raise DataError(f"result column {name} has {len(values)} values for {n_cells} cells")
+        if name in group:
+            del group[name]
+        write_elem(group, name, values)
+        order = [c for c in order if c != name] + [name]
+    group.attrs["column-order"] = np.array(order, dtype=object) if order else np.array([], "S1")
+    obsm_group = f.require_group("obsm")
+    if "encoding-type" not in obsm_group.attrs:
+        obsm_group.attrs["encoding-type"] = "dict"
+        obsm_group.attrs["encoding-version"] = "0.1.0"
+    for key, array in obsm.items():
+        if key in obsm_group:
+            del obsm_group[key]
+        write_elem(obsm_group, key, np.asarray(array))
+    if uns:
+        uns_group = f.require_group("uns")
+        if "encoding-type" not in uns_group.attrs:
+            uns_group.attrs["encoding-type"] = "dict"
+            uns_group.attrs["encoding-version"] = "0.1.0"
+        existing = read_elem(uns_group["c2s"]) if "c2s" in uns_group else {}
+        if "c2s" in uns_group:
+            del uns_group["c2s"]
+        write_elem(uns_group, "c2s", {**existing, **{k: dict(v) for k, v in uns.items()}})
+
+
+def _n_obs(f: h5py.File) -> int:
+    group = f["obs"]
+    index_name = group.attrs.get("_index", "_index")
+    return int(group[index_name].shape[0])
+
+
+def _rewrite(src: Path, tmp: str, obs, obsm, uns) -> None:  # noqa: ANN001
+    adata = ad.read_h5ad(src)
+    for name, values in obs.items():
+        adata.obs[name] = values
+    for key, array in obsm.items():
+        adata.obsm[key] = np.asarray(array)
+    existing = dict(adata.uns.get("c2s", {}))
+    adata.uns["c2s"] = {**existing, **{k: dict(v) for k, v in uns.items()}}
+    adata.write_h5ad(tmp)
+
+
+def write_new_h5ad(adata: ad.AnnData, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write a new AnnData (e.g. generated cells) atomically."""
+    target = check_writable(path, overwrite=overwrite)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    try:
+        adata.write_h5ad(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+    return target
+
+
+def write_table_csv(
+    path: str | Path, columns: Mapping[str, Sequence[Any]], *, overwrite: bool = False
+) -> Path:
+    """A CSV with the given columns (first column usually ``cell_id``), written atomically."""
+    names = list(columns)
+    if not names:
+        raise DataError("nothing to write")
+    n = len(columns[names[0]])
+    with atomic_write(path, overwrite=overwrite) as fh:
+        fh.write((",".join(csv_field(c) for c in names) + "\n").encode())
+        lines = []
+        for i in range(n):
+            lines.append(",".join(csv_field(_text(columns[c][i])) for c in names))
+        fh.write(("\n".join(lines) + ("\n" if lines else "")).encode())
+    return Path(path)
+
+
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, float | np.floating):
+        return f"{float(value):.6g}"
+    return str(value)

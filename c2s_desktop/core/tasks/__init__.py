@@ -1,0 +1,1 @@
+"""C2S tasks: each a function (data, engine, options, progress, cancel) → result dataclass."""

@@ -1,0 +1,106 @@
+"""What every task needs: which cells, how many genes, capability warnings, timing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..catalog import Capabilities, capabilities
+from ..dataset import Dataset
+from ..engine.base import Engine
+from ..errors import DataError
+
+
+@dataclass(frozen=True)
+class TaskSetup:
+    """Resolved common inputs: the cells, genes per sentence, warnings to show first."""
+
+    rows: np.ndarray
+    n_genes: int
+    capabilities: Capabilities
+    warnings: tuple[str, ...]
+
+
+def setup(
+    task: str,
+    engine: Engine,
+    dataset: Dataset | None,
+    rows: np.ndarray | None,
+    n_genes: int | None,
+) -> TaskSetup:
+    """Check the request and gather warnings (model not trained for ``task``, gene casing)."""
+    caps = capabilities(engine.info.metadata)
+    warnings = [w for w in (caps.warning_for(task),) if w]
+    if dataset is None:
+        return TaskSetup(np.zeros(0, np.int64), n_genes or caps.n_genes, caps, tuple(warnings))
+    selected = np.arange(dataset.n_cells) if rows is None else np.asarray(rows, dtype=np.int64)
+    if len(selected) == 0:
+        raise DataError("no cells selected", path=dataset.path, hint="select at least one cell")
+    if selected.min() < 0 or selected.max() >= dataset.n_cells:
+        raise DataError("cell selection is outside the dataset", path=dataset.path)
+    warnings += casing_warnings(dataset)
+    return TaskSetup(selected, n_genes or caps.n_genes, caps, tuple(warnings))
+
+
+def casing_warnings(dataset: Dataset) -> list[str]:
+    """Warn when symbol casing contradicts the organism (mouse-style symbols in a human prompt)."""
+    symbols = [s for s in dataset.symbols.symbols[:: max(1, dataset.n_genes // 2000)] if s]
+    if not symbols:
+        return []
+    mouse_style = np.mean([s[:1].isupper() and any(c.islower() for c in s[1:]) for s in symbols])
+    if dataset.organism == "Homo sapiens" and mouse_style > 0.5:
+        return [
+            "gene symbols look like mouse symbols (e.g. Cd74) but the organism is Homo sapiens;"
+            " set the organism to Mus musculus if this is mouse data"
+        ]
+    if dataset.organism == "Mus musculus" and mouse_style < 0.1:
+        return [
+            "gene symbols look like human symbols (all upper case) but the organism is Mus "
+            "musculus; set the organism to Homo sapiens if this is human data"
+        ]
+    return []
+
+
+def parse_selector(dataset: Dataset, selector: str | None) -> np.ndarray | None:
+    """``COLUMN=VALUE`` or a file of cell ids (one per line) → row indices; None = all cells."""
+    if not selector:
+        return None
+    from pathlib import Path
+
+    path = Path(selector)
+    if "=" in selector and not path.exists():
+        column, value = selector.split("=", 1)
+        if column not in dataset.obs.columns:
+            raise DataError(
+                f"no obs column '{column}'",
+                path=dataset.path,
+                hint=f"available: {', '.join(map(str, dataset.obs.columns))}",
+            )
+        rows = np.flatnonzero(dataset.obs[column].astype(str).to_numpy() == value)
+        if not len(rows):
+            values = ", ".join(map(str, dataset.obs[column].astype(str).unique()[:8]))
+            raise DataError(
+                f"no cells with {column}={value}",
+                path=dataset.path,
+                hint=f"values include: {values}",
+            )
+        return rows
+    try:
+        ids = [line.strip() for line in path.read_text("utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(
+            f"cannot read the cell list ({exc})",
+            path=path,
+            hint="give COLUMN=VALUE or a text file with one cell id per line",
+        ) from exc
+    if ids and ids[0] == "cell_id":
+        ids = ids[1:]
+    ids = [i.split(",", 1)[0] for i in ids]
+    position = {c: i for i, c in enumerate(dataset.cell_ids)}
+    missing = [i for i in ids if i not in position]
+    if missing:
+        raise DataError(
+            f"{len(missing):,} cell ids are not in the dataset (e.g. {missing[0]})", path=path
+        )
+    return np.array([position[i] for i in ids], dtype=np.int64)
