@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
 import sys
 import threading
 from collections.abc import Iterator
@@ -181,6 +182,7 @@ def version() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``c2s`` console script."""
+    multiprocessing.freeze_support()  # the model process is spawned; needed in frozen bundles
     from . import cli_tasks  # noqa: F401 - registers the model commands on ``app``
 
     try:

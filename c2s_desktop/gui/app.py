@@ -7,6 +7,7 @@ save a PNG, exit) and ``--self-test`` (exercise the main paths on the demo data 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 from pathlib import Path
@@ -39,6 +40,7 @@ def _has_display() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Start the app; returns the process exit code."""
+    multiprocessing.freeze_support()  # the model process is spawned; needed in frozen bundles
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if not os.environ.get("QT_QPA_PLATFORM"):
         if args.self_test or (args.screenshot is not None and not _has_display()):
