@@ -42,7 +42,9 @@ CellsOpt = Annotated[
     str | None, typer.Option("--cells", help="COLUMN=VALUE or a file of cell ids (default: all).")
 ]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads.")]
-CtxOpt = Annotated[int, typer.Option("--ctx", min=256, help="Context size in tokens.")]
+CtxOpt = Annotated[
+    int, typer.Option("--ctx", min=0, help="Context size in tokens (0 = model's, at most 4096).")
+]
 GpuOpt = Annotated[int, typer.Option("--gpu-layers", help="Layers on the GPU (-1 = all).")]
 GenesOpt = Annotated[
     int | None, typer.Option("--n-genes", min=1, help="Genes per cell sentence (model default).")
@@ -55,7 +57,10 @@ OutOpt = Annotated[Path, typer.Option("-o", "--output", help="Output file.")]
 @contextmanager
 def _engine(model: Path, threads: int | None, ctx: int, gpu: int) -> Iterator[Engine]:
     from .core.engine.process import ProcessEngine
+    from .core.models import validate_gguf
 
+    if ctx == 0:
+        ctx = min(validate_gguf(model).n_ctx_train or 2048, 4096)
     engine = ProcessEngine(model, EngineOptions(n_ctx=ctx, threads=threads, n_gpu_layers=gpu))
     try:
         yield engine
@@ -107,7 +112,7 @@ def annotate(
     csv: Annotated[Path | None, typer.Option("--csv", help="Also write a CSV table.")] = None,
     n_genes: GenesOpt = None,
     threads: ThreadsOpt = None,
-    ctx: CtxOpt = 2048,
+    ctx: CtxOpt = 0,
     gpu_layers: GpuOpt = 0,
     source: SourceOpt = SOURCE_AUTO,
     symbols: SymbolsOpt = SYMBOLS_AUTO,
@@ -219,7 +224,7 @@ def summarize(
     n_cells: Annotated[int, typer.Option("--n-cells", min=1, help="Cells in the prompt.")] = 5,
     n_genes: GenesOpt = None,
     threads: ThreadsOpt = None,
-    ctx: CtxOpt = 4096,
+    ctx: CtxOpt = 0,
     gpu_layers: GpuOpt = 0,
     organism: OrganismOpt = None,
     as_json: JsonOpt = False,
@@ -259,7 +264,7 @@ def ask(
     cells: CellsOpt = None,
     n_genes: GenesOpt = None,
     threads: ThreadsOpt = None,
-    ctx: CtxOpt = 4096,
+    ctx: CtxOpt = 0,
     gpu_layers: GpuOpt = 0,
     organism: OrganismOpt = None,
     as_json: JsonOpt = False,
@@ -307,7 +312,7 @@ def generate(
     temperature: Annotated[float, typer.Option("--temperature", min=0.0)] = 1.0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     threads: ThreadsOpt = None,
-    ctx: CtxOpt = 2048,
+    ctx: CtxOpt = 0,
     gpu_layers: GpuOpt = 0,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -354,7 +359,7 @@ def embed(
     cells: CellsOpt = None,
     n_genes: GenesOpt = None,
     threads: ThreadsOpt = None,
-    ctx: CtxOpt = 2048,
+    ctx: CtxOpt = 0,
     gpu_layers: GpuOpt = 0,
     organism: OrganismOpt = None,
     overwrite: OverwriteOpt = False,
@@ -405,7 +410,7 @@ def run_prompt(
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1)] = 256,
     n_genes: GenesOpt = None,
     threads: ThreadsOpt = None,
-    ctx: CtxOpt = 4096,
+    ctx: CtxOpt = 0,
     gpu_layers: GpuOpt = 0,
     overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,

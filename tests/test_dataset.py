@@ -254,3 +254,18 @@ def test_legacy_anndata_05_file_opens_and_matches_counts(real_h5ad):
     with open_dataset(real_h5ad) as ds:
         # Counts were recovered from this log-normalised matrix: the ranking is the same.
         assert cell_sentences(ds) == from_log
+
+
+def test_open_reports_progress_and_can_be_cancelled(real_h5ad):
+    import threading
+
+    from c2s_desktop.core.errors import Cancelled
+
+    seen: list[str] = []
+    with open_dataset(real_h5ad, progress=lambda f, m: seen.append(m)):
+        pass
+    assert seen[0].startswith("reading cell annotations") and seen[-1] == "opened"
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        open_dataset(real_h5ad, cancel=cancel)

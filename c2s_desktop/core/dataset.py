@@ -32,6 +32,7 @@ from .genes import (
     resolve_symbols,
 )
 from .matrix import H5Matrix, matrix_layout
+from .progress import CancelToken, ProgressFn, check_cancel, no_progress
 
 SOURCE_AUTO = "auto"
 SOURCE_X = "X"
@@ -447,6 +448,8 @@ def open_dataset(
     organism: str | None = None,
     merge_duplicates: bool = False,
     memory_threshold: int = DEFAULT_MEMORY_THRESHOLD,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken | None = None,
 ) -> Dataset:
     """Open ``path`` read-only, describe every expression source and make the initial choices.
 
@@ -459,8 +462,11 @@ def open_dataset(
     p = Path(path)
     h5 = _open_h5(p)
     try:
-        ds = _build(p, h5)
+        ds = _build(p, h5, progress, cancel)
+        check_cancel(cancel)
+        progress(0.8, "choosing expression source and gene symbols")
         ds.select(source, symbols, organism, merge_duplicates, memory_threshold)
+        progress(1.0, "opened")
     except BaseException:
         h5.close()
         raise
@@ -495,7 +501,9 @@ def _open_h5(p: Path) -> h5py.File:
         ) from exc
 
 
-def _build(p: Path, h5: h5py.File) -> Dataset:
+def _build(
+    p: Path, h5: h5py.File, progress: ProgressFn = no_progress, cancel: CancelToken | None = None
+) -> Dataset:
     path = str(p)
     if "obs" not in h5 or "var" not in h5:
         raise InputFileError(
@@ -503,8 +511,12 @@ def _build(p: Path, h5: h5py.File) -> Dataset:
             path=p,
             hint="open an .h5ad file written by anndata or scanpy",
         )
+    progress(0.05, "reading cell annotations (obs)")
     obs = _read_frame(h5, "obs", path)
+    check_cancel(cancel)
+    progress(0.4, "reading gene annotations (var)")
     var = _read_frame(h5, "var", path)
+    check_cancel(cancel)
     raw_key = "raw" if "raw/X" in h5 else "raw." if "raw.X" in h5 else None
     raw_var = None
     if raw_key and (f"{raw_key}/var" in h5 or f"{raw_key}var" in h5):
@@ -532,7 +544,9 @@ def _build(p: Path, h5: h5py.File) -> Dataset:
     layers = h5.get("layers")
     if isinstance(layers, h5py.Group):
         nodes.extend((LAYER_PREFIX + k, v, len(var)) for k, v in layers.items())
-    for name, node, n_genes in nodes:
+    for i, (name, node, n_genes) in enumerate(nodes):
+        check_cancel(cancel)
+        progress(0.5 + 0.3 * i / len(nodes), f"inspecting {name}")
         info = _describe_source(name, node, path)
         if info.n_cells != len(obs) or (n_genes >= 0 and info.n_genes != n_genes):
             raise InputFileError(

@@ -25,6 +25,7 @@ from ..core.dataset import Dataset, DatasetInfo, open_dataset
 from ..core.embedding import PCA_KEY, compute_pca, gene_expression, gene_names
 from ..core.errors import C2SError, Cancelled
 from ..core.markers import top_genes
+from ..core.progress import CancelToken, ProgressFn, no_progress
 from ..core.selection import (
     MODE_REPLACE,
     SelectionModel,
@@ -52,8 +53,10 @@ def preferred_embedding(names: list[str]) -> str:
     return names[0]
 
 
-def _load(path: Path) -> tuple[Dataset, DatasetInfo]:
-    ds = open_dataset(path)
+def _load(
+    path: Path, progress: ProgressFn = no_progress, cancel: CancelToken | None = None
+) -> tuple[Dataset, DatasetInfo]:
+    ds = open_dataset(path, progress=progress, cancel=cancel)
     return ds, ds.info()
 
 
