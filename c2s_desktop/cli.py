@@ -93,6 +93,17 @@ def _progress(label: str) -> Iterator[tuple[ProgressFn, threading.Event]]:
         yield update, cancel
 
 
+def _finite(value: object) -> object:
+    """JSON has no NaN: replace non-finite floats with None, recursively."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 @app.command()
 def info(
     data: DataArg,
@@ -106,7 +117,7 @@ def info(
     with _open(data, source, symbols, organism, merge_duplicates) as ds:
         facts = ds.info()
     if as_json:
-        out.print_json(json.dumps(dataclasses.asdict(facts)))
+        out.print_json(json.dumps(_finite(dataclasses.asdict(facts))))
         return
     out.print(f"[bold]{facts.path}[/]")
     out.print(

@@ -43,7 +43,8 @@ CellsOpt = Annotated[
 ]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads.")]
 CtxOpt = Annotated[
-    int, typer.Option("--ctx", min=0, help="Context size in tokens (0 = model's, at most 4096).")
+    int,
+    typer.Option("--ctx", min=0, help="Context size (0 = the model's, at most 8192)."),
 ]
 GpuOpt = Annotated[int, typer.Option("--gpu-layers", help="Layers on the GPU (-1 = all).")]
 GenesOpt = Annotated[
@@ -60,7 +61,7 @@ def _engine(model: Path, threads: int | None, ctx: int, gpu: int) -> Iterator[En
     from .core.models import validate_gguf
 
     if ctx == 0:
-        ctx = min(validate_gguf(model).n_ctx_train or 2048, 4096)
+        ctx = min(validate_gguf(model).n_ctx_train or 2048, 8192)
     engine = ProcessEngine(model, EngineOptions(n_ctx=ctx, threads=threads, n_gpu_layers=gpu))
     try:
         yield engine
@@ -124,6 +125,10 @@ def annotate(
     """Predict cell types (label log-likelihood), per cell or via representative cells."""
     from .core.tasks.annotate import MODE_PER_CELL, AnnotateOptions, annotate, estimate_text
 
+    if mode not in ("auto", MODE_PER_CELL, "representative"):
+        raise DataError(f"unknown --mode '{mode}'", hint="auto, per-cell or representative")
+    if candidates is not None and candidates_from is not None:
+        raise DataError("give --candidates or --candidates-from, not both")
     _check_out(output, overwrite, data)
     if csv is not None:
         _check_out(csv, overwrite, data)
@@ -228,11 +233,14 @@ def summarize(
     gpu_layers: GpuOpt = 0,
     organism: OrganismOpt = None,
     as_json: JsonOpt = False,
+    source: SourceOpt = SOURCE_AUTO,
+    symbols: SymbolsOpt = SYMBOLS_AUTO,
+    merge_duplicates: MergeOpt = False,
 ) -> None:
     """Describe the selected cells in plain language, next to their top genes."""
     from .core.tasks.summarize import SummarizeOptions, summarize
 
-    with _open(data, SOURCE_AUTO, SYMBOLS_AUTO, organism, False) as ds:
+    with _open(data, source, symbols, organism, merge_duplicates) as ds:
         rows = parse_selector(ds, cells)
         with _engine(model, threads, ctx, gpu_layers) as engine:
             opts = SummarizeOptions(rows=rows, n_cells=n_cells, n_genes=n_genes)
@@ -268,11 +276,14 @@ def ask(
     gpu_layers: GpuOpt = 0,
     organism: OrganismOpt = None,
     as_json: JsonOpt = False,
+    source: SourceOpt = SOURCE_AUTO,
+    symbols: SymbolsOpt = SYMBOLS_AUTO,
+    merge_duplicates: MergeOpt = False,
 ) -> None:
     """Ask a question about the selected cells (answer streamed)."""
     from .core.tasks.chat import AskOptions, ask
 
-    with _open(data, SOURCE_AUTO, SYMBOLS_AUTO, organism, False) as ds:
+    with _open(data, source, symbols, organism, merge_duplicates) as ds:
         rows = parse_selector(ds, cells)
         with _engine(model, threads, ctx, gpu_layers) as engine:
             result = ask(
@@ -315,13 +326,16 @@ def generate(
     ctx: CtxOpt = 0,
     gpu_layers: GpuOpt = 0,
     overwrite: OverwriteOpt = False,
+    source: SourceOpt = SOURCE_AUTO,
+    symbols: SymbolsOpt = SYMBOLS_AUTO,
+    merge_duplicates: MergeOpt = False,
 ) -> None:
     """Generate synthetic cells of a cell type; expression via the inverse transform."""
     from .core.export import write_new_h5ad
     from .core.tasks.generate import GenerateOptions, generate_cells
 
     _check_out(output, overwrite, reference)
-    with _open(reference, SOURCE_AUTO, SYMBOLS_AUTO, organism, False) as ds:
+    with _open(reference, source, symbols, organism, merge_duplicates) as ds:
         opts = GenerateOptions(
             cell_type=cell_type,
             n_cells=n,
@@ -363,12 +377,15 @@ def embed(
     gpu_layers: GpuOpt = 0,
     organism: OrganismOpt = None,
     overwrite: OverwriteOpt = False,
+    source: SourceOpt = SOURCE_AUTO,
+    symbols: SymbolsOpt = SYMBOLS_AUTO,
+    merge_duplicates: MergeOpt = False,
 ) -> None:
     """C2S embeddings → obsm['X_c2s'] and a 2-D layout obsm['X_c2s_2d'] in a copy of DATA."""
     from .core.tasks.embed import EmbedOptions, embed_cells
 
     _check_out(output, overwrite, data)
-    with _open(data, SOURCE_AUTO, SYMBOLS_AUTO, organism, False) as ds:
+    with _open(data, source, symbols, organism, merge_duplicates) as ds:
         rows = parse_selector(ds, cells)
         with (
             _engine(model, threads, ctx, gpu_layers) as engine,
@@ -414,6 +431,14 @@ def run_prompt(
     gpu_layers: GpuOpt = 0,
     overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
+    source: SourceOpt = SOURCE_AUTO,
+    symbols: SymbolsOpt = SYMBOLS_AUTO,
+    merge_duplicates: MergeOpt = False,
+    organism: OrganismOpt = None,
+    values: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Placeholder value KEY=VALUE, e.g. cell_type='B cell'."),
+    ] = None,
 ) -> None:
     """Run your own prompt template (same placeholders as the built-in ones) over cells."""
     from .core.engine.base import GenerateParams
@@ -423,7 +448,7 @@ def run_prompt(
     tmpl = load_custom_template(template_file)
     if output is not None:
         _check_out(output, overwrite, data)
-    with _open(data, SOURCE_AUTO, SYMBOLS_AUTO, None, False) as ds:
+    with _open(data, source, symbols, organism, merge_duplicates) as ds:
         rows = parse_selector(ds, cells)
         opts = CustomOptions(
             template=tmpl, rows=rows, n_genes=n_genes, params=GenerateParams(max_tokens=max_tokens)

@@ -269,3 +269,13 @@ def test_open_reports_progress_and_can_be_cancelled(real_h5ad):
     cancel.set()
     with pytest.raises(Cancelled):
         open_dataset(real_h5ad, cancel=cancel)
+
+
+def test_float16_and_unknown_organism(tmp_path, counts_matrix):
+    n = counts_matrix.shape[0]
+    obs = pd.DataFrame({"organism": ["zebrafish"] * n}, index=[f"c{i}" for i in range(n)])
+    path = write_h5ad(tmp_path / "h.h5ad", counts_matrix.toarray().astype(np.float16), obs=obs)
+    with open_dataset(path) as ds:
+        assert ds.organism == HUMAN and any("zebrafish" in w for w in ds.warnings)
+        genes = [f"GENE{i}" for i in range(counts_matrix.shape[1])]
+        assert cell_sentences(ds) == slow_sentences(counts_matrix, genes)

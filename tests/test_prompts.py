@@ -75,3 +75,12 @@ def test_capabilities_warn_for_untrained_tasks():
     assert "not trained" in warning and "C2S-Scale-Gemma-2-2B".lower() in warning.lower()
     unknown = capabilities({})
     assert not unknown.known and unknown.warning_for(SUMMARIZE) == ""
+
+
+def test_custom_template_with_stray_braces_is_refused(tmp_path):
+    p = tmp_path / "t.txt"
+    p.write_text('JSON: {"type": 1} {cell_sentence}')
+    with pytest.raises(DataError):
+        P.load_custom_template(p)
+    p.write_text('JSON: {{"type": 1}} {cell_sentence}')
+    assert P.load_custom_template(p).fields >= {"cell_sentence"}

@@ -47,7 +47,7 @@ def atomic_write(path: str | Path, *, overwrite: bool = True) -> Iterator[Binary
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; use the usual permissions
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; use the usual permissions
         os.replace(tmp, target)
     except OSError as exc:
         remove_quietly(tmp)
@@ -61,10 +61,13 @@ def atomic_write(path: str | Path, *, overwrite: bool = True) -> Iterator[Binary
         raise
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()  # read once at import: changing it later would race other threads
 
 
 def remove_quietly(tmp: str) -> None:

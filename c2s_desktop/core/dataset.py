@@ -213,6 +213,7 @@ class Dataset:
         self.backed = est > memory_threshold
         self.source = info
         self.matrix = H5Matrix(node, str(self.path), in_memory=not self.backed)
+        self.backed = not self.matrix.in_memory  # CSC is always loaded
         self.symbols = resolve_symbols(self.gene_var, symbols, str(self.path))
         if self.symbols.note:
             self.warnings.append(self.symbols.note)
@@ -274,14 +275,12 @@ class Dataset:
             return normalize_organism(override, self.path), "user"
         for col in ("organism", "species"):
             if col in self.obs.columns:
-                values = self.obs[col].astype(str).unique()
-                if len(values) == 1:
-                    return normalize_organism(values[0], self.path, strict=False), f"obs['{col}']"
+                values = self.obs[col].dropna().astype(str).unique()
+                if len(values) == 1 and (found := self._known_organism(values[0], col)):
+                    return found, f"obs['{col}']"
         for key in ("organism", "species"):
-            if key in self._uns:
-                return normalize_organism(str(self._uns[key]), self.path, strict=False), (
-                    f"uns['{key}']"
-                )
+            if key in self._uns and (found := self._known_organism(str(self._uns[key]), key)):
+                return found, f"uns['{key}']"
         names = np.asarray(self.gene_var.index.astype(str))
         sample = names[:: max(1, len(names) // 2000)]
         if np.mean([n.startswith(MOUSE_PREFIX) for n in sample]) > 0.5:
@@ -291,6 +290,16 @@ class Dataset:
         if symbols and len(mixed) > 0.5 * len(symbols):
             return MOUSE, "gene symbol casing (e.g. Cd74)"
         return HUMAN, "default"
+
+    def _known_organism(self, value: str, where: str) -> str | None:
+        name = normalize_organism(value, self.path, strict=False)
+        if name in ORGANISMS:
+            return name
+        self.warnings.append(
+            f"organism '{value}' in {where} is not one C2S models know (Homo sapiens, Mus "
+            "musculus); guessing from gene names — set it with --organism"
+        )
+        return None
 
     def info(self) -> DatasetInfo:
         """A plain description of the file and the current choices."""

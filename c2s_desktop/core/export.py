@@ -192,7 +192,11 @@ def write_table_csv(
 
 
 def _text(value: Any) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if (
+        value is None
+        or value is pd.NA
+        or (isinstance(value, float | np.floating) and np.isnan(value))
+    ):
         return ""
     if isinstance(value, float | np.floating):
         return f"{float(value):.6g}"

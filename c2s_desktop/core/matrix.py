@@ -105,9 +105,9 @@ class H5Matrix:
         lay = self.layout
         try:
             if lay.storage == STORAGE_DENSE:
-                return sp.csr_matrix(np.asarray(self.node[()]))
+                return sp.csr_matrix(_numeric(np.asarray(self.node[()])))
             g = self.node
-            arrays = (g["data"][()], g["indices"][()], g["indptr"][()])
+            arrays = (_numeric(g["data"][()]), g["indices"][()], g["indptr"][()])
             cls = sp.csr_matrix if lay.storage == STORAGE_CSR else sp.csc_matrix
             return _checked_sparse(cls, arrays, lay.shape, self.path, g.name).tocsr()
         except (OSError, KeyError) as exc:
@@ -129,14 +129,14 @@ class H5Matrix:
             out = self._csr[start:stop]
         elif self.layout.storage == STORAGE_DENSE:
             try:
-                out = sp.csr_matrix(np.asarray(self.node[start:stop]))
+                out = sp.csr_matrix(_numeric(np.asarray(self.node[start:stop])))
             except OSError as exc:
                 raise _corrupt(self.path, self.node.name, exc) from exc
         else:
             indptr = self._row_pointer()
             lo, hi = int(indptr[start]), int(indptr[stop])
             try:
-                data = self.node["data"][lo:hi]
+                data = _numeric(self.node["data"][lo:hi])
                 indices = self.node["indices"][lo:hi]
             except OSError as exc:
                 raise _corrupt(self.path, self.node.name, exc) from exc
@@ -177,8 +177,15 @@ class H5Matrix:
                 yield sel, block[sel - lo]
 
 
+def _numeric(values: np.ndarray) -> np.ndarray:
+    """float16 and bool are not supported by scipy.sparse: widen them to float32."""
+    if values.dtype == np.float16 or values.dtype.kind == "b":
+        return values.astype(np.float32)
+    return values
+
+
 def _check_dtype(dtype: np.dtype, name: str, path: str) -> None:
-    if dtype.kind not in "iuf":
+    if dtype.kind not in "iufb":
         raise DataError(
             f"'{name}' holds values of type {dtype}, not numbers",
             path=path,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from string import Formatter
 
 from .errors import DataError
 from .resources import resource_path
@@ -94,7 +95,20 @@ def load_custom_template(path: str | Path) -> Template:
         text = p.read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read the template ({exc})", path=p) from exc
-    unknown = set(_FIELD.findall(text)) - set(PLACEHOLDERS)
+    try:
+        names = {f for _, f, spec, conv in Formatter().parse(text) if f is not None}
+    except ValueError as exc:  # unbalanced braces
+        raise DataError(
+            f"not a valid template ({exc})", path=p, hint="write literal braces as {{ and }}"
+        ) from exc
+    bad = {n for n in names if not n.isidentifier()}
+    if bad or any(spec or conv for _, f, spec, conv in Formatter().parse(text) if f):
+        raise DataError(
+            f"unsupported placeholder(s) {', '.join(sorted(bad)) or 'with format'}",
+            path=p,
+            hint="use plain {name} placeholders; write literal braces as {{ and }}",
+        )
+    unknown = names - set(PLACEHOLDERS)
     if unknown:
         raise DataError(
             f"unknown placeholder(s) {', '.join('{' + u + '}' for u in sorted(unknown))}",

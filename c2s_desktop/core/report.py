@@ -58,16 +58,24 @@ def _load(path: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, An
                 if isinstance(v, h5py.Dataset) and v.ndim == 2
             }
             uns = read_elem(f["uns/c2s"]) if "uns/c2s" in f else {}
-    except (OSError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input problem
         raise InputFileError(
-            f"cannot read results ({exc})", path=path, hint="give an .h5ad written by a c2s command"
+            f"cannot read results ({exc.__class__.__name__}: {exc})",
+            path=path,
+            hint="give an .h5ad written by a c2s command",
         ) from exc
+    if not isinstance(obs, pd.DataFrame):
+        raise InputFileError(
+            "obs is not a table", path=path, hint="give an .h5ad written by a c2s command"
+        )
     return obs, obsm, uns
 
 
 def _scatter_svg(xy: np.ndarray, labels: pd.Series | None, size: int = 520) -> str:
     rng = np.random.default_rng(0)
-    idx = np.arange(len(xy))
+    idx = np.flatnonzero(np.isfinite(xy[:, :2]).all(axis=1))
+    if labels is not None:
+        idx = idx[pd.Series(labels).notna().to_numpy()[idx]]
     if len(idx) > MAX_POINTS:
         idx = np.sort(rng.choice(idx, MAX_POINTS, replace=False))
     pts = xy[idx, :2].astype(float)
@@ -121,7 +129,8 @@ def render_report(path: str | Path) -> str:
             parts.append(f"<h2>Cells ({html.escape(key)})</h2>" + _scatter_svg(obsm[key], labels))
             break
     if labels is not None:
-        parts.append("<h2>Predicted cell types</h2>" + _bars(labels.astype(str).value_counts()))
+        counts = labels.dropna().astype(str).value_counts()
+        parts.append("<h2>Predicted cell types</h2>" + _bars(counts))
         if "c2s_cell_type_prob" in obs:
             prob = obs["c2s_cell_type_prob"].astype(float)
             low = obs.index[prob < LOW_CONFIDENCE]

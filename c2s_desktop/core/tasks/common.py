@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..catalog import Capabilities, capabilities
+from ..catalog import ALL_TASKS, Capabilities, capabilities
 from ..dataset import Dataset
 from ..engine.base import Engine
 from ..errors import DataError
@@ -31,7 +32,8 @@ def setup(
 ) -> TaskSetup:
     """Check the request and gather warnings (model not trained for ``task``, gene casing)."""
     caps = capabilities(engine.info.metadata)
-    warnings = [w for w in (caps.warning_for(task),) if w]
+    # a custom template is the user's own: no "not trained for" warning
+    warnings = [w for w in (caps.warning_for(task),) if w and task in ALL_TASKS]
     if dataset is None:
         return TaskSetup(np.zeros(0, np.int64), n_genes or caps.n_genes, caps, tuple(warnings))
     selected = np.arange(dataset.n_cells) if rows is None else np.asarray(rows, dtype=np.int64)
@@ -87,8 +89,9 @@ def parse_selector(dataset: Dataset, selector: str | None) -> np.ndarray | None:
             )
         return rows
     try:
-        ids = [line.strip() for line in path.read_text("utf-8").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as exc:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            ids = [row[0].strip() for row in csv.reader(fh) if row and row[0].strip()]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(
             f"cannot read the cell list ({exc})",
             path=path,
@@ -96,7 +99,6 @@ def parse_selector(dataset: Dataset, selector: str | None) -> np.ndarray | None:
         ) from exc
     if ids and ids[0] == "cell_id":
         ids = ids[1:]
-    ids = [i.split(",", 1)[0] for i in ids]
     position = {c: i for i, c in enumerate(dataset.cell_ids)}
     missing = [i for i in ids if i not in position]
     if missing:

@@ -62,4 +62,4 @@ def run_template(
         prompts.append(prompt)
         answers.append(out.text.strip())
         progress((k + 1) / len(groups), f"{k + 1}/{len(groups)} prompts")
-    return CustomResult(rows_out, prompts, answers, options.template.id, job.warnings[1:])
+    return CustomResult(rows_out, prompts, answers, options.template.id, job.warnings)

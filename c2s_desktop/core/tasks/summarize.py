@@ -1,8 +1,8 @@
 """Plain-language summary of a selection, next to its top marker genes.
 
-The prompt is the C2S multi-cell natural-language interpretation template over a few
-representative cells of the selection (cells closest to the selection's mean expression rank,
-deterministically chosen); markers are a simple selection-vs-rest comparison from the core.
+The prompt is the C2S multi-cell natural-language interpretation template over a few cells of
+the selection (a seeded random sample, so the same selection gives the same prompt); markers are
+a simple selection-vs-rest comparison from the core.
 """
 
 from __future__ import annotations
