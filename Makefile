@@ -41,7 +41,7 @@ dev: $(VENV)/.dev-installed
 demo: $(VENV)/.app-installed
 	$(BIN)/c2s info $(DEMO_DATA)
 	$(BIN)/c2s annotate $(DEMO_DATA) --model $(DEMO_MODEL) --candidates-from cell_type \
-		--cluster-key louvain -o demo_annotated.h5ad --overwrite
+		--cluster-key louvain --mode representative -o demo_annotated.h5ad --overwrite
 	$(BIN)/c2s report demo_annotated.h5ad -o demo_report.html --overwrite
 	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(BIN)/c2s-desktop demo_annotated.h5ad; \
 	else echo "(no display: open demo_report.html, or run c2s-desktop in a desktop session)"; fi

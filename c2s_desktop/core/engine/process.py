@@ -136,6 +136,11 @@ class ProcessEngine:
     def info(self) -> ModelInfo:
         return self._info
 
+    @property
+    def n_ctx(self) -> int:
+        """The context size in tokens (as the child's LocalEngine sizes it)."""
+        return self._options.n_ctx or self._info.n_ctx_train
+
     def tokenize(self, text: str) -> list[int]:
         return self._call("tokenize", (text,))
 

@@ -19,7 +19,7 @@ from ..errors import DataError
 from ..progress import CancelToken
 from ..prompts import multi_cell_block
 from ..sentence_writer import cell_sentences
-from .common import setup
+from .common import fit_prompt, setup
 from .summarize import pick_cells
 
 ASK_TEMPLATE_ID = "c2s-desktop/ask"
@@ -79,12 +79,21 @@ def ask(
     job = setup(ASK, engine, dataset, options.rows, options.n_genes)
     cells = pick_cells(job.rows, options.n_cells, options.seed)
     sentences = cell_sentences(dataset, cells, top_k=job.n_genes)
-    prompt = build_prompt(
-        dataset.organism, job.n_genes, sentences, options.history, question.strip()
+    prompt, _, shortened = fit_prompt(
+        engine,
+        lambda n: build_prompt(dataset.organism, n, sentences, options.history, question.strip()),
+        job.n_genes,
+        options.params.max_tokens,
     )
     out = engine.generate(prompt, options.params, on_token=on_token, cancel=cancel)
     answer = out.text.strip()
     history = (*options.history, Turn(question.strip(), answer))
     return AskResult(
-        question.strip(), answer, prompt, ASK_TEMPLATE_ID, history, out.finish_reason, job.warnings
+        question.strip(),
+        answer,
+        prompt,
+        ASK_TEMPLATE_ID,
+        history,
+        out.finish_reason,
+        (*job.warnings, *shortened),
     )

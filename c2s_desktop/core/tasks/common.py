@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,3 +107,30 @@ def parse_selector(dataset: Dataset, selector: str | None) -> np.ndarray | None:
             f"{len(missing):,} cell ids are not in the dataset (e.g. {missing[0]})", path=path
         )
     return np.array([position[i] for i in ids], dtype=np.int64)
+
+
+def context_size(engine: Engine) -> int:
+    """Tokens the engine's context holds (its configured size, else the model's trained one)."""
+    return int(getattr(engine, "n_ctx", 0) or engine.info.n_ctx_train or 2048)
+
+
+def fit_prompt(
+    engine: Engine, build: Callable[[int], str], n_genes: int, reserve: int, min_genes: int = 20
+) -> tuple[str, int, list[str]]:
+    """The prompt ``build(n)`` with the most genes per cell (≤ ``n_genes``) that leaves
+    ``reserve`` tokens free in the context; a warning says when genes were dropped."""
+    limit = context_size(engine) - reserve
+    n = n_genes
+    prompt = build(n)
+    used = len(engine.tokenize(prompt))
+    while used > limit and n > min_genes:
+        n = max(min_genes, int(n * limit / used * 0.95))
+        prompt = build(n)
+        used = len(engine.tokenize(prompt))
+    warnings = []
+    if n < n_genes:
+        warnings.append(
+            f"prompt shortened to {n} genes per cell to fit the model's context of "
+            f"{context_size(engine)} tokens"
+        )
+    return prompt, n, warnings

@@ -18,7 +18,7 @@ from ..markers import MarkerGene, top_genes
 from ..progress import CancelToken, ProgressFn, no_progress
 from ..prompts import NL_INTERPRETATION, prompt_values, template
 from ..sentence_writer import cell_sentences
-from .common import setup
+from .common import fit_prompt, setup
 
 SUMMARY_PARAMS = GenerateParams(max_tokens=256, temperature=0.7, top_k=30, top_p=0.9, seed=0)
 
@@ -70,11 +70,21 @@ def summarize(
     cells = pick_cells(job.rows, options.n_cells, options.seed)
     sentences = cell_sentences(dataset, cells, top_k=job.n_genes)
     tmpl = template(NL_INTERPRETATION, options.template_index)
-    prompt = tmpl.format(
-        **prompt_values(organism=dataset.organism, n_genes=job.n_genes, sentences=sentences)
-    )
+
+    def build(n: int) -> str:
+        return tmpl.format(
+            **prompt_values(organism=dataset.organism, n_genes=n, sentences=sentences)
+        )
+
+    prompt, _, shortened = fit_prompt(engine, build, job.n_genes, options.params.max_tokens)
     progress(0.5, "generating the summary")
     out = engine.generate(prompt, options.params, on_token=on_token, cancel=cancel)
     return SummaryResult(
-        out.text.strip(), prompt, tmpl.id, markers, cells, out.finish_reason, job.warnings
+        out.text.strip(),
+        prompt,
+        tmpl.id,
+        markers,
+        cells,
+        out.finish_reason,
+        (*job.warnings, *shortened),
     )
