@@ -16,12 +16,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-# Imported here, not lazily: a first import on a worker thread while Qt paints can crash PySide6.
-try:
-    from anndata.io import read_elem
-except ImportError:  # anndata < 0.11
-    from anndata.experimental import read_elem
-
+from .anndata_io import read_elem
 from .errors import DataError, InputFileError
 from .genes import (
     MOUSE_PREFIX,

@@ -21,12 +21,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
-try:
-    from anndata.io import read_elem, write_elem
-except ImportError:  # anndata < 0.11
-    from anndata.experimental import read_elem, write_elem
-
 from .. import __version__
+from .anndata_io import read_elem, write_elem
 from .atomic import atomic_write, check_writable, remove_quietly
 from .errors import DataError, OutputError
 from .models import sha256_file

@@ -11,12 +11,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
-try:
-    from anndata.io import read_elem
-except ImportError:  # anndata < 0.11
-    from anndata.experimental import read_elem
-
 from .. import __version__
+from .anndata_io import read_elem
 from .atomic import atomic_write
 from .errors import DataError, InputFileError
 
