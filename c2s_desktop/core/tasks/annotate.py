@@ -220,7 +220,8 @@ def _clusters(dataset, rows, options, progress, cancel):  # noqa: ANN001, ANN202
             raise DataError(f"no obs column '{options.cluster_key}'", path=dataset.path)
         values = dataset.obs[options.cluster_key].astype(str).to_numpy()[rows]
         return values, coords
-    k = int(np.clip(round(np.sqrt(len(rows) / 50)), 2, 40))
+    # enough clusters to separate the usual 10-20 cell types, at most 40 (scoring cost)
+    k = int(np.clip(round(np.sqrt(len(rows) / 5)), min(8, len(rows)), 40))
     rng = np.random.default_rng(options.seed)
     _, assignment = kmeans2(coords.astype(np.float64), k, minit="++", seed=rng)
     return np.array([f"cluster {a}" for a in assignment], dtype=object), coords
