@@ -48,8 +48,13 @@ def write_synthetic(path: Path, n_cells: int, n_genes: int, nnz: int, seed: int 
         g.attrs["encoding-type"] = "csr_matrix"
         g.attrs["encoding-version"] = "0.1.0"
         g.attrs["shape"] = (n_cells, n_genes)
-        data = g.create_dataset("data", (0,), np.float32, maxshape=(None,), chunks=(1 << 20,))
-        idx = g.create_dataset("indices", (0,), np.int32, maxshape=(None,), chunks=(1 << 20,))
+        # Files that fit in memory are written as anndata writes them (one chunked dataset
+        # each, in one go); larger ones are appended block by block into resizable datasets.
+        contiguous = n_cells * nnz * 8 < 4 * 1024**3
+        parts: list[tuple[np.ndarray, np.ndarray]] = []
+        if not contiguous:
+            data = g.create_dataset("data", (0,), np.float32, maxshape=(None,), chunks=(1 << 20,))
+            idx = g.create_dataset("indices", (0,), np.int32, maxshape=(None,), chunks=(1 << 20,))
         indptr = np.zeros(n_cells + 1, dtype=np.int64)
         block = 10_000
         for start in range(0, n_cells, block):
@@ -64,11 +69,19 @@ def write_synthetic(path: Path, n_cells: int, n_genes: int, nnz: int, seed: int 
             lo = indptr[start]
             indptr[start + 1 : start + rows + 1] = lo + np.cumsum(counts)
             hi = indptr[start + rows]
-            data.resize((hi,))
-            idx.resize((hi,))
-            data[lo:hi] = vals
-            idx[lo:hi] = cols
+            if contiguous:
+                parts.append((vals, cols))
+            else:
+                data.resize((hi,))
+                idx.resize((hi,))
+                data[lo:hi] = vals
+                idx[lo:hi] = cols
             print(f"  generated {start + rows:,}/{n_cells:,} cells", end="\r", file=sys.stderr)
+        if contiguous:
+            # as anndata writes them: chunked (resizable), uncompressed, in one go
+            for key, j in (("data", 0), ("indices", 1)):
+                values = np.concatenate([p[j] for p in parts])
+                g.create_dataset(key, data=values, maxshape=(None,))
         g.create_dataset("indptr", data=indptr)
     os.replace(tmp, path)
     print(file=sys.stderr)

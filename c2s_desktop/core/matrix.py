@@ -83,6 +83,7 @@ class H5Matrix:
         _check_dtype(self.layout.dtype, node.name, path)
         self._csr: sp.csr_matrix | None = None
         self._indptr: np.ndarray | None = None
+        self._maps: tuple[_MappedArray, _MappedArray] | None = None
         if self.layout.storage == STORAGE_CSC:
             need = self.layout.nnz * (self.layout.dtype.itemsize + 8)
             if need > max_memory_bytes:
@@ -96,6 +97,10 @@ class H5Matrix:
         self.in_memory = in_memory
         if in_memory:
             self._csr = self._load_all()
+        elif self.layout.storage == STORAGE_CSR:
+            data, indices = _mapped(node["data"]), _mapped(node["indices"])
+            if data is not None and indices is not None:
+                self._maps = (data, indices)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -136,8 +141,11 @@ class H5Matrix:
             indptr = self._row_pointer()
             lo, hi = int(indptr[start]), int(indptr[stop])
             try:
-                data = _numeric(self.node["data"][lo:hi])
-                indices = self.node["indices"][lo:hi]
+                if self._maps is not None:  # plain file regions: no HDF5 library call
+                    data, indices = _numeric(self._maps[0][lo:hi]), self._maps[1][lo:hi]
+                else:
+                    data = _numeric(self.node["data"][lo:hi])
+                    indices = self.node["indices"][lo:hi]
             except OSError as exc:
                 raise _corrupt(self.path, self.node.name, exc) from exc
             arrays = (data, indices, indptr[start : stop + 1] - lo)
@@ -175,6 +183,75 @@ class H5Matrix:
                 yield sel, block
             else:
                 yield sel, block[sel - lo]
+
+
+class _MappedArray:
+    """Row ranges of an uncompressed 1-D HDF5 dataset read as plain file regions.
+
+    anndata writes arrays uncompressed but chunked; each chunk is a contiguous byte range of the
+    file. Slicing gathers the chunks' bytes from a memory map of the file (page cache, no HDF5
+    call, any thread), which is several times faster than HDF5's chunk cache for row chunks.
+    """
+
+    def __init__(self, mapped: np.ndarray, dtype: np.dtype, offsets: np.ndarray, chunk: int):
+        self.mapped, self.dtype, self.offsets, self.chunk = mapped, dtype, offsets, chunk
+
+    def __getitem__(self, item: slice) -> np.ndarray:
+        lo, hi = item.start, item.stop
+        if hi <= lo:
+            return np.empty(0, dtype=self.dtype)
+        c, size = self.chunk, self.dtype.itemsize
+        parts = []
+        for k in range(lo // c, (hi - 1) // c + 1):
+            a, b = max(lo, k * c) - k * c, min(hi, (k + 1) * c) - k * c
+            base = int(self.offsets[k])
+            parts.append(self.mapped[base + a * size : base + b * size].view(self.dtype))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _mapped(ds: h5py.Dataset) -> _MappedArray | None:
+    """A :class:`_MappedArray` for an unfiltered little-endian 1-D dataset, else None."""
+    if ds.ndim != 1 or ds.shape[0] == 0 or ds.dtype.byteorder == ">" or ds.dtype.kind not in "iuf":
+        return None
+    if ds.compression or ds.shuffle or ds.fletcher32 or ds.scaleoffset is not None:
+        return None
+    n = ds.shape[0]
+    if ds.chunks is None:
+        offset = ds.id.get_offset()
+        offsets, chunk = (np.array([offset]), n) if offset is not None else (None, 0)
+    else:
+        chunk = ds.chunks[0]
+        n_chunks = -(-n // chunk)
+        if ds.id.get_num_chunks() != n_chunks or n_chunks > 1_000_000:
+            return None  # unallocated chunks (fill values) or an absurd layout
+        offsets = np.full(n_chunks, -1, dtype=np.int64)
+        masks: list[int] = []
+
+        def visit(info) -> None:  # noqa: ANN001 - h5py's StoreInfo
+            offsets[info.chunk_offset[0] // chunk] = info.byte_offset
+            masks.append(info.filter_mask)
+
+        if hasattr(ds.id, "chunk_iter"):  # one pass over the chunk index
+            ds.id.chunk_iter(visit)
+        elif n_chunks <= 4096:  # get_chunk_info walks the index on every call
+            for i in range(n_chunks):
+                visit(ds.id.get_chunk_info(i))
+        else:
+            return None
+        if any(masks) or (offsets < 0).any():
+            return None
+    if offsets is None:
+        return None
+    try:
+        mapped = np.asarray(np.memmap(ds.file.filename, dtype=np.uint8, mode="r"))
+    except (OSError, ValueError):
+        return None
+    end = int(offsets.max()) + chunk * ds.dtype.itemsize
+    if end > len(mapped) and ds.chunks is not None:
+        return None  # truncated file: let h5py report it
+    if ds.chunks is None and int(offsets[0]) + n * ds.dtype.itemsize > len(mapped):
+        return None
+    return _MappedArray(mapped, ds.dtype, offsets, chunk)
 
 
 def _numeric(values: np.ndarray) -> np.ndarray:

@@ -25,7 +25,14 @@ from .atomic import atomic_write
 from .dataset import Dataset
 from .errors import DataError
 from .progress import CancelToken, ProgressFn, check_cancel, no_progress
-from .sentences import InvalidValues, RankedChunk, SentenceEncoder, rank_words, to_word_matrix
+from .sentences import (
+    InvalidValues,
+    RankedChunk,
+    SentenceEncoder,
+    needs_csv_quotes,
+    rank_words,
+    to_word_matrix,
+)
 
 TARGET_CHUNK_NNZ = 1_500_000
 
@@ -128,8 +135,12 @@ class _LineMaker:
 
     def __init__(self, dataset: Dataset, obs_columns: Sequence[str]) -> None:
         words = dataset.vocabulary.words
-        quote = '"' if SentenceEncoder(words, csv_quote=True).needs_quotes else ""
-        prefixes = [(csv_field(c) + "," + quote).encode() for c in dataset.cell_ids]
+        quote = '"' if needs_csv_quotes(words) else ""
+        ids = dataset.cell_ids
+        if needs_csv_quotes(ids):
+            prefixes = [(csv_field(c) + "," + quote).encode() for c in ids]
+        else:  # the common case: no quoting needed, one vectorised string operation
+            prefixes = list(np.char.encode(np.char.add(ids.astype(str), "," + quote), "utf-8"))
         tails = [quote] * dataset.n_cells
         for name in obs_columns:
             col = dataset.obs[name]

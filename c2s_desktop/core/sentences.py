@@ -17,8 +17,9 @@ float32 data); otherwise an exact float64 path is used.
 
 from __future__ import annotations
 
+import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,6 +162,14 @@ def _rank_exact(words_csr: sp.csr_matrix, counts: np.ndarray, top_k: int | None)
     return RankedChunk(words[keep], np.minimum(counts, top_k))
 
 
+_CSV_SPECIAL = re.compile(r'[,"\r\n]')
+
+
+def needs_csv_quotes(values: Sequence[str]) -> bool:
+    """Whether any of ``values`` holds a comma, quote or line break (one regex pass)."""
+    return bool(_CSV_SPECIAL.search("\x00".join(map(str, values))))
+
+
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Concatenated ``range(start, start + length)`` → (positions, offsets within each range)."""
     local = np.arange(int(lengths.sum()), dtype=np.int64)
@@ -195,7 +204,7 @@ class SentenceEncoder:
         suffixes: list[bytes] | None = None,
     ) -> None:
         self.words = np.asarray(words, dtype=object)
-        self.needs_quotes = csv_quote and any(any(c in w for c in ',"\r\n') for w in self.words)
+        self.needs_quotes = csv_quote and needs_csv_quotes(self.words)
         names = [(w.replace('"', '""') if self.needs_quotes else w).encode() for w in self.words]
         longest = max((len(n) for n in names), default=1) + 1
         self.width = width = max(8, -(-longest // 8) * 8)
