@@ -127,6 +127,8 @@ class Dataset:
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
         """Close the underlying file (idempotent)."""
+        if getattr(self, "matrix", None) is not None:
+            self.matrix.close()
         if self._h5.id.valid:
             self._h5.close()
 
@@ -207,6 +209,8 @@ class Dataset:
             est = info.nnz * np.dtype(info.dtype).itemsize
         self.backed = est > memory_threshold
         self.source = info
+        if getattr(self, "matrix", None) is not None:
+            self.matrix.close()
         self.matrix = H5Matrix(node, str(self.path), in_memory=not self.backed)
         self.backed = not self.matrix.in_memory  # CSC is always loaded
         self.symbols = resolve_symbols(self.gene_var, symbols, str(self.path))

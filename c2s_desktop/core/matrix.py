@@ -8,6 +8,7 @@ so memory stays bounded by the chunk size. Nothing is ever written to the file.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -106,6 +107,16 @@ class H5Matrix:
     def shape(self) -> tuple[int, int]:
         return self.layout.shape
 
+    def close(self) -> None:
+        """Release the file descriptors of the direct-read path (idempotent)."""
+        if self._maps is not None:
+            for m in self._maps:
+                m.close()
+            self._maps = None
+
+    def __del__(self) -> None:
+        self.close()
+
     def _load_all(self) -> sp.csr_matrix:
         lay = self.layout
         try:
@@ -189,24 +200,35 @@ class _MappedArray:
     """Row ranges of an uncompressed 1-D HDF5 dataset read as plain file regions.
 
     anndata writes arrays uncompressed but chunked; each chunk is a contiguous byte range of the
-    file. Slicing gathers the chunks' bytes from a memory map of the file (page cache, no HDF5
-    call, any thread), which is several times faster than HDF5's chunk cache for row chunks.
+    file. Slicing reads the chunks' bytes with ``os.pread`` (page cache, no HDF5 call, any
+    thread, GIL released), several times faster than HDF5's chunk cache for row chunks, and
+    nothing stays mapped (resident memory is only the arrays returned).
     """
 
-    def __init__(self, mapped: np.ndarray, dtype: np.dtype, offsets: np.ndarray, chunk: int):
-        self.mapped, self.dtype, self.offsets, self.chunk = mapped, dtype, offsets, chunk
+    def __init__(self, fd: int, dtype: np.dtype, offsets: np.ndarray, chunk: int) -> None:
+        self.fd, self.dtype, self.offsets, self.chunk = fd, dtype, offsets, chunk
 
     def __getitem__(self, item: slice) -> np.ndarray:
         lo, hi = item.start, item.stop
         if hi <= lo:
             return np.empty(0, dtype=self.dtype)
         c, size = self.chunk, self.dtype.itemsize
-        parts = []
+        out = np.empty(hi - lo, dtype=self.dtype)
+        view = memoryview(out.view(np.uint8))
+        done = 0
         for k in range(lo // c, (hi - 1) // c + 1):
             a, b = max(lo, k * c) - k * c, min(hi, (k + 1) * c) - k * c
-            base = int(self.offsets[k])
-            parts.append(self.mapped[base + a * size : base + b * size].view(self.dtype))
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+            n = (b - a) * size
+            got = os.preadv(self.fd, [view[done : done + n]], int(self.offsets[k]) + a * size)
+            if got != n:
+                raise OSError("unexpected end of file")
+            done += n
+        return out
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _mapped(ds: h5py.Dataset) -> _MappedArray | None:
@@ -242,16 +264,16 @@ def _mapped(ds: h5py.Dataset) -> _MappedArray | None:
             return None
     if offsets is None:
         return None
-    try:
-        mapped = np.asarray(np.memmap(ds.file.filename, dtype=np.uint8, mode="r"))
-    except (OSError, ValueError):
+    if not hasattr(os, "preadv"):  # not on Windows: keep the HDF5 path
         return None
-    end = int(offsets.max()) + chunk * ds.dtype.itemsize
-    if end > len(mapped) and ds.chunks is not None:
+    file_size = os.path.getsize(ds.file.filename)
+    if int(offsets.max()) + min(chunk, n) * ds.dtype.itemsize > file_size:
         return None  # truncated file: let h5py report it
-    if ds.chunks is None and int(offsets[0]) + n * ds.dtype.itemsize > len(mapped):
+    try:
+        fd = os.open(ds.file.filename, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except OSError:
         return None
-    return _MappedArray(mapped, ds.dtype, offsets, chunk)
+    return _MappedArray(fd, ds.dtype, offsets, chunk)
 
 
 def _numeric(values: np.ndarray) -> np.ndarray:
