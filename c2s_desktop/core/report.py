@@ -15,29 +15,8 @@ from .. import __version__
 from .anndata_io import read_elem
 from .atomic import atomic_write
 from .errors import DataError, InputFileError
+from .palette import PALETTE
 
-PALETTE = (
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
-    "#393b79",
-    "#637939",
-    "#8c6d31",
-    "#843c39",
-    "#7b4173",
-    "#3182bd",
-    "#e6550d",
-    "#31a354",
-    "#756bb1",
-    "#636363",
-)
 MAX_POINTS = 20_000
 LOW_CONFIDENCE = 0.5
 

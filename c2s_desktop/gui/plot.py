@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.palette import PALETTE
 from ..core.selection import (
     MODE_ADD,
     MODE_REPLACE,
@@ -50,28 +51,6 @@ NO_COLOUR = "(none)"
 MAX_OVERLAY = 20_000
 """Selections up to this size are also outlined by a ScatterPlotItem (fast enough)."""
 MAX_IMAGE_SIDE = 4096
-PALETTE = [
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
-    "#aec7e8",
-    "#ffbb78",
-    "#98df8a",
-    "#ff9896",
-    "#c5b0d5",
-    "#c49c94",
-    "#f7b6d2",
-    "#c7c7c7",
-    "#dbdb8d",
-    "#9edae5",
-]
 
 
 def category_colours(n: int) -> np.ndarray:
