@@ -20,8 +20,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
+from .core import audit
 from .core.dataset import SOURCE_AUTO, Dataset, open_dataset
 from .core.errors import C2SError, Cancelled, OutputError
 from .core.genes import SYMBOLS_AUTO
@@ -160,23 +162,26 @@ def sentences(
 ) -> None:
     """Write cell sentences as CSV: cell_id,cell_sentence[,obs columns]."""
     columns = [c for item in (obs or []) for c in item.split(",") if c]
-    if output.exists() and not overwrite:
-        raise OutputError("already exists", path=output, hint="pass --overwrite to replace it")
-    if output.exists() and data.exists() and output.resolve() == data.resolve():
-        raise OutputError("is the input file", path=output, hint="choose another output name")
-    with (
-        _open(data, source, symbols, organism, merge_duplicates) as ds,
-        _progress("sentences") as (update, cancel),
-    ):
-        stats = write_sentences_csv(
-            ds,
-            output,
-            top_k=top_k,
-            obs_columns=columns,
-            threads=threads,
-            progress=update,
-            cancel=cancel,
-        )
+    params = {"source": source, "symbols": symbols, "top_k": top_k, "obs": columns}
+    with audit.job("sentences", inputs=[data], params=params) as job:
+        if output.exists() and not overwrite:
+            raise OutputError("already exists", path=output, hint="pass --overwrite to replace it")
+        if output.exists() and data.exists() and output.resolve() == data.resolve():
+            raise OutputError("is the input file", path=output, hint="choose another output name")
+        with (
+            _open(data, source, symbols, organism, merge_duplicates) as ds,
+            _progress("sentences") as (update, cancel),
+        ):
+            stats = write_sentences_csv(
+                ds,
+                output,
+                top_k=top_k,
+                obs_columns=columns,
+                threads=threads,
+                progress=update,
+                cancel=cancel,
+            )
+        job.outputs.append(output)
     if stats.n_empty_cells:
         err.print(
             f"[yellow]warning:[/] {stats.n_empty_cells:,} cells have no expressed genes "
@@ -186,9 +191,48 @@ def sentences(
 
 
 @app.command()
-def version() -> None:
-    """Print the version."""
-    out.print(__version__)
+def version(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Also the llama.cpp backend and devices, as JSON.")
+    ] = False,
+) -> None:
+    """Print the version (with --json: the llama.cpp build and the devices it can use)."""
+    if not as_json:
+        out.print(__version__)
+        return
+    from .core.engine.backend import backend_info
+
+    info = {"c2s_desktop": __version__, "backend": backend_info().as_dict()}
+    out.print_json(json.dumps(info))
+
+
+@app.command("audit")
+def show_audit(
+    as_json: Annotated[bool, typer.Option("--json", help="The entries as JSON lines.")] = False,
+    last: Annotated[int, typer.Option("-n", "--last", min=1, help="How many entries.")] = 20,
+) -> None:
+    """Show the audit log: the last jobs, their files (with sha256), model and outcome."""
+    entries = audit.read_entries(last)
+    if as_json:
+        for entry in entries:
+            out.print(
+                json.dumps(entry, ensure_ascii=False), markup=False, emoji=False, soft_wrap=True
+            )
+        return
+    err.print(f"audit log: {audit.audit_path()}", markup=False, soft_wrap=True)
+    if not entries:
+        err.print("no jobs recorded yet")
+        return
+    keys = ("time", "task", "status", "input", "model", "outputs", "duration")
+    rows = [[audit.summary(entry)[k] for k in keys] for entry in entries]
+    if not out.is_terminal:  # piped: whole values, tab-separated
+        for row in rows:
+            out.print("\t".join(row), markup=False, emoji=False, soft_wrap=True, highlight=False)
+        return
+    table = Table("time (UTC)", "task", "status", "input", "model", "output", "took", box=None)
+    for row in rows:
+        table.add_row(*(Text(v) for v in row))
+    out.print(table)
 
 
 def main(argv: list[str] | None = None) -> None:

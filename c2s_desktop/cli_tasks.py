@@ -7,6 +7,7 @@ with a progress bar (Ctrl-C cancels), and writes results atomically with provena
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from .cli import (
     err,
     out,
 )
+from .core import audit
 from .core.dataset import SOURCE_AUTO
 from .core.engine.base import Engine, EngineOptions
 from .core.errors import DataError, OutputError
@@ -37,7 +39,27 @@ from .core.genes import SYMBOLS_AUTO
 from .core.models import sha256_file
 from .core.tasks.common import parse_selector
 
-ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="GGUF model file.")]
+ModelOpt = Annotated[
+    Path | None, typer.Option("--model", "-m", help="GGUF model file (or --server).")
+]
+ServerOpt = Annotated[
+    str | None,
+    typer.Option("--server", help="OpenAI-compatible server address (instead of --model)."),
+]
+ServerModelOpt = Annotated[
+    str | None,
+    typer.Option("--server-model", help="Model name on the server (default: its only one)."),
+]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option("--api-key", help="Server API key (default: $C2S_API_KEY).", show_default=False),
+]
+CaBundleOpt = Annotated[
+    Path | None, typer.Option("--ca-bundle", help="PEM file of the lab's CA (HTTPS servers).")
+]
+ConcurrencyOpt = Annotated[
+    int, typer.Option("--concurrency", min=1, max=64, help="Server requests in flight at once.")
+]
 CellsOpt = Annotated[
     str | None, typer.Option("--cells", help="COLUMN=VALUE or a file of cell ids (default: all).")
 ]
@@ -56,10 +78,41 @@ OutOpt = Annotated[Path, typer.Option("-o", "--output", help="Output file.")]
 
 
 @contextmanager
-def _engine(model: Path, threads: int | None, ctx: int, gpu: int) -> Iterator[Engine]:
+def _engine(
+    model: Path | None,
+    threads: int | None,
+    ctx: int,
+    gpu: int,
+    server: str | None = None,
+    server_model: str | None = None,
+    api_key: str | None = None,
+    ca_bundle: Path | None = None,
+    concurrency: int = 1,
+) -> Iterator[Engine]:
+    """The model of ``--model`` in its own process, or the server of ``--server``."""
     from .core.engine.process import ProcessEngine
+    from .core.engine.remote import RemoteEngine, ServerOptions
     from .core.models import validate_gguf
 
+    if (model is None) == (server is None):
+        raise DataError("give --model FILE or --server URL (one of them)")
+    if server is not None:
+        remote = RemoteEngine(
+            ServerOptions(
+                url=server,
+                model=server_model,
+                api_key=api_key,
+                ca_bundle=None if ca_bundle is None else str(ca_bundle),
+                n_ctx=ctx,
+                concurrency=concurrency,
+            )
+        )
+        try:
+            yield remote
+        finally:
+            remote.close()
+        return
+    assert model is not None
     if ctx == 0:
         ctx = min(validate_gguf(model).n_ctx_train or 2048, 8192)
     engine = ProcessEngine(model, EngineOptions(n_ctx=ctx, threads=threads, n_gpu_layers=gpu))
@@ -81,8 +134,41 @@ def _check_out(path: Path, overwrite: bool, data: Path | None = None) -> None:
         raise OutputError("is the input file", path=path, hint="choose another output name")
 
 
-def _model_record(model: Path, engine: Engine) -> dict[str, str]:
-    return {"model_name": engine.info.name or model.name, "model_sha256": sha256_file(model)}
+def _model_record(model: Path | None, engine: Engine) -> dict[str, str]:
+    if model is None:  # a server: its address instead of a file hash
+        return {"model_name": f"{engine.info.name} at {engine.info.path}", "model_sha256": ""}
+    digest = audit.file_sha256(model) or sha256_file(model)  # cached: the audit log hashes it too
+    return {"model_name": engine.info.name or model.name, "model_sha256": digest}
+
+
+_AUDIT_INPUTS = ("data", "reference", "results", "candidates", "template_file")
+_AUDIT_OUTPUTS = ("output", "csv")
+
+
+def _audited(task: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Record each run of a command in the audit log (files, model, options, outcome)."""
+
+    def wrap(command: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(command)
+        def run(**kwargs: object) -> None:
+            inputs = [kwargs[k] for k in _AUDIT_INPUTS if kwargs.get(k) is not None]
+            model = kwargs.get("model")
+            server = kwargs.get("server")
+            skip = {*_AUDIT_INPUTS, *_AUDIT_OUTPUTS, "model", "server", "api_key"}
+            params = {k: v for k, v in kwargs.items() if k not in skip}
+            with audit.job(
+                task,
+                inputs=inputs,  # type: ignore[arg-type]
+                model=model if isinstance(model, str | Path) else None,
+                engine=str(server) if server else None,
+                params=params,
+            ) as job:
+                command(**kwargs)
+                job.outputs.extend(kwargs[k] for k in _AUDIT_OUTPUTS if kwargs.get(k) is not None)  # type: ignore[misc]
+
+        return run
+
+    return wrap
 
 
 def _stream() -> Callable[[str], None]:
@@ -94,9 +180,9 @@ def _stream() -> Callable[[str], None]:
 
 
 @app.command()
+@_audited("annotate")
 def annotate(
     data: DataArg,
-    model: ModelOpt,
     output: OutOpt,
     candidates: Annotated[
         Path | None, typer.Option("--candidates", help="File with one candidate label per line.")
@@ -115,6 +201,12 @@ def annotate(
     threads: ThreadsOpt = None,
     ctx: CtxOpt = 0,
     gpu_layers: GpuOpt = 0,
+    model: ModelOpt = None,
+    server: ServerOpt = None,
+    server_model: ServerModelOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    concurrency: ConcurrencyOpt = 1,
     source: SourceOpt = SOURCE_AUTO,
     symbols: SymbolsOpt = SYMBOLS_AUTO,
     organism: OrganismOpt = None,
@@ -137,7 +229,11 @@ def annotate(
         try:
             text = candidates.read_text("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"cannot read candidates ({exc})", path=candidates) from exc
+            raise DataError(
+                f"cannot read candidates ({exc})",
+                path=candidates,
+                hint="give a UTF-8 text file with one label per line",
+            ) from exc
         labels = tuple(line.strip() for line in text.splitlines() if line.strip())
         if not labels:
             raise DataError("no labels in the file", path=candidates, hint="one label per line")
@@ -153,7 +249,9 @@ def annotate(
             rows=rows,
         )
         n = ds.n_cells if rows is None else len(rows)
-        with _engine(model, threads, ctx, gpu_layers) as engine:
+        with _engine(
+            model, threads, ctx, gpu_layers, server, server_model, api_key, ca_bundle, concurrency
+        ) as engine:
             if mode == MODE_PER_CELL and n > 2000:
                 err.print(
                     f"note: per-cell annotation of {n:,} cells scores every cell with the "
@@ -222,15 +320,21 @@ def _params(opts: object) -> dict[str, object]:
 
 
 @app.command()
+@_audited("summarize")
 def summarize(
     data: DataArg,
-    model: ModelOpt,
     cells: CellsOpt = None,
     n_cells: Annotated[int, typer.Option("--n-cells", min=1, help="Cells in the prompt.")] = 5,
     n_genes: GenesOpt = None,
     threads: ThreadsOpt = None,
     ctx: CtxOpt = 0,
     gpu_layers: GpuOpt = 0,
+    model: ModelOpt = None,
+    server: ServerOpt = None,
+    server_model: ServerModelOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    concurrency: ConcurrencyOpt = 1,
     organism: OrganismOpt = None,
     as_json: JsonOpt = False,
     source: SourceOpt = SOURCE_AUTO,
@@ -242,7 +346,9 @@ def summarize(
 
     with _open(data, source, symbols, organism, merge_duplicates) as ds:
         rows = parse_selector(ds, cells)
-        with _engine(model, threads, ctx, gpu_layers) as engine:
+        with _engine(
+            model, threads, ctx, gpu_layers, server, server_model, api_key, ca_bundle, concurrency
+        ) as engine:
             opts = SummarizeOptions(rows=rows, n_cells=n_cells, n_genes=n_genes)
             result = summarize(ds, engine, opts, on_token=None if as_json else _stream())
     if as_json:
@@ -265,15 +371,21 @@ def summarize(
 
 
 @app.command()
+@_audited("ask")
 def ask(
     data: DataArg,
     question: Annotated[str, typer.Argument(help="The question about the selected cells.")],
-    model: ModelOpt,
     cells: CellsOpt = None,
     n_genes: GenesOpt = None,
     threads: ThreadsOpt = None,
     ctx: CtxOpt = 0,
     gpu_layers: GpuOpt = 0,
+    model: ModelOpt = None,
+    server: ServerOpt = None,
+    server_model: ServerModelOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    concurrency: ConcurrencyOpt = 1,
     organism: OrganismOpt = None,
     as_json: JsonOpt = False,
     source: SourceOpt = SOURCE_AUTO,
@@ -285,7 +397,9 @@ def ask(
 
     with _open(data, source, symbols, organism, merge_duplicates) as ds:
         rows = parse_selector(ds, cells)
-        with _engine(model, threads, ctx, gpu_layers) as engine:
+        with _engine(
+            model, threads, ctx, gpu_layers, server, server_model, api_key, ca_bundle, concurrency
+        ) as engine:
             result = ask(
                 ds,
                 engine,
@@ -310,8 +424,8 @@ def ask(
 
 
 @app.command()
+@_audited("generate")
 def generate(
-    model: ModelOpt,
     cell_type: Annotated[str, typer.Option("--cell-type", help="Cell type to generate.")],
     reference: Annotated[
         Path, typer.Option("--reference", help="Dataset for genes and the inverse transform.")
@@ -325,6 +439,12 @@ def generate(
     threads: ThreadsOpt = None,
     ctx: CtxOpt = 0,
     gpu_layers: GpuOpt = 0,
+    model: ModelOpt = None,
+    server: ServerOpt = None,
+    server_model: ServerModelOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    concurrency: ConcurrencyOpt = 1,
     overwrite: OverwriteOpt = False,
     source: SourceOpt = SOURCE_AUTO,
     symbols: SymbolsOpt = SYMBOLS_AUTO,
@@ -345,7 +465,17 @@ def generate(
             seed=seed,
         )
         with (
-            _engine(model, threads, ctx, gpu_layers) as engine,
+            _engine(
+                model,
+                threads,
+                ctx,
+                gpu_layers,
+                server,
+                server_model,
+                api_key,
+                ca_bundle,
+                concurrency,
+            ) as engine,
             _progress("generate") as (update, cancel),
         ):
             result = generate_cells(ds, engine, opts, progress=update, cancel=cancel)
@@ -366,15 +496,21 @@ def generate(
 
 
 @app.command()
+@_audited("embed")
 def embed(
     data: DataArg,
-    model: ModelOpt,
     output: OutOpt,
     cells: CellsOpt = None,
     n_genes: GenesOpt = None,
     threads: ThreadsOpt = None,
     ctx: CtxOpt = 0,
     gpu_layers: GpuOpt = 0,
+    model: ModelOpt = None,
+    server: ServerOpt = None,
+    server_model: ServerModelOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    concurrency: ConcurrencyOpt = 1,
     organism: OrganismOpt = None,
     overwrite: OverwriteOpt = False,
     source: SourceOpt = SOURCE_AUTO,
@@ -388,7 +524,17 @@ def embed(
     with _open(data, source, symbols, organism, merge_duplicates) as ds:
         rows = parse_selector(ds, cells)
         with (
-            _engine(model, threads, ctx, gpu_layers) as engine,
+            _engine(
+                model,
+                threads,
+                ctx,
+                gpu_layers,
+                server,
+                server_model,
+                api_key,
+                ca_bundle,
+                concurrency,
+            ) as engine,
             _progress("embed") as (update, cancel),
         ):
             result = embed_cells(
@@ -418,9 +564,9 @@ def embed(
 
 
 @app.command("prompt")
+@_audited("prompt")
 def run_prompt(
     data: DataArg,
-    model: ModelOpt,
     template_file: Annotated[Path, typer.Option("--template", help="Template text file.")],
     cells: CellsOpt = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="CSV of answers.")] = None,
@@ -429,6 +575,12 @@ def run_prompt(
     threads: ThreadsOpt = None,
     ctx: CtxOpt = 0,
     gpu_layers: GpuOpt = 0,
+    model: ModelOpt = None,
+    server: ServerOpt = None,
+    server_model: ServerModelOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    concurrency: ConcurrencyOpt = 1,
     overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
     source: SourceOpt = SOURCE_AUTO,
@@ -454,7 +606,17 @@ def run_prompt(
             template=tmpl, rows=rows, n_genes=n_genes, params=GenerateParams(max_tokens=max_tokens)
         )
         with (
-            _engine(model, threads, ctx, gpu_layers) as engine,
+            _engine(
+                model,
+                threads,
+                ctx,
+                gpu_layers,
+                server,
+                server_model,
+                api_key,
+                ca_bundle,
+                concurrency,
+            ) as engine,
             _progress("prompt") as (update, cancel),
         ):
             result = run_template(ds, engine, opts, progress=update, cancel=cancel)
@@ -473,6 +635,7 @@ def run_prompt(
 
 
 @app.command()
+@_audited("report")
 def report(
     results: Annotated[Path, typer.Argument(help="An .h5ad written by a c2s command.")],
     output: OutOpt,

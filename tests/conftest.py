@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
-import ipaddress
+import importlib.util
 import os
-import socket
+import shutil
+import tempfile
 from pathlib import Path
 
 import anndata as ad
@@ -21,47 +23,34 @@ DATA_DIR = Path(__file__).parent / "data"
 
 
 # -- offline guarantee: no test may reach beyond the loopback interface ---------------------------
-_real_connect = socket.socket.connect
-_real_connect_ex = socket.socket.connect_ex
-_real_getaddrinfo = socket.getaddrinfo
+# In this process, and in Python subprocesses (CLI commands, the spawned model process), which
+# import the guard as ``sitecustomize`` from PYTHONPATH.
+GUARD_DIR = Path(__file__).parent / "offline_guard"
+_spec = importlib.util.spec_from_file_location("c2s_offline_guard", GUARD_DIR / "sitecustomize.py")
+assert _spec is not None and _spec.loader is not None
+offline_guard = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(offline_guard)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(GUARD_DIR), os.environ.get("PYTHONPATH", "")) if p
+)
+
+# -- the audit and error logs go to a throw-away folder (also for CLI subprocesses) ---------------
+AUDIT_DIR = Path(tempfile.mkdtemp(prefix="c2s-test-audit-"))
+atexit.register(shutil.rmtree, AUDIT_DIR, True)
+os.environ["C2S_AUDIT_LOG"] = str(AUDIT_DIR / "suite.jsonl")
+os.environ["C2S_LOG_DIR"] = str(AUDIT_DIR / "logs")  # tracebacks of damaged test inputs
 
 
-def _is_local(host: object) -> bool:
-    if host in ("localhost", "", None) or isinstance(host, bytes | int):
-        return True
-    try:
-        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
-    except ValueError:
-        return False
+@pytest.fixture(autouse=True)
+def audit_log(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
+    """This test's own audit log file (``C2S_AUDIT_LOG``), empty at the start."""
+    name = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
+    path = AUDIT_DIR / f"{name}.jsonl"
+    path.unlink(missing_ok=True)
+    monkeypatch.setenv("C2S_AUDIT_LOG", str(path))
+    return path
 
 
-def _check(sock: socket.socket, address: object) -> None:
-    if sock.family == getattr(socket, "AF_UNIX", None):
-        return
-    host = address[0] if isinstance(address, tuple) else address
-    if not _is_local(host):
-        raise OSError(f"network access is blocked in the test suite (tried {address!r})")
-
-
-def _guarded_connect(self: socket.socket, address: object) -> None:
-    _check(self, address)
-    return _real_connect(self, address)
-
-
-def _guarded_connect_ex(self: socket.socket, address: object) -> int:
-    _check(self, address)
-    return _real_connect_ex(self, address)
-
-
-def _guarded_getaddrinfo(host, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-    if not _is_local(host.decode() if isinstance(host, bytes) else host):
-        raise socket.gaierror(f"name resolution is blocked in the test suite ({host!r})")
-    return _real_getaddrinfo(host, *args, **kwargs)
-
-
-socket.socket.connect = _guarded_connect
-socket.socket.connect_ex = _guarded_connect_ex
-socket.getaddrinfo = _guarded_getaddrinfo
 REAL_H5AD = DATA_DIR / "pbmc_counts_small.h5ad"
 
 

@@ -475,10 +475,29 @@ def open_dataset(
         progress(0.8, "choosing expression source and gene symbols")
         ds.select(source, symbols, organism, merge_duplicates, memory_threshold)
         progress(1.0, "opened")
+    except CORRUPT_FILE_ERRORS as exc:  # the HDF5 library on a damaged file
+        h5.close()
+        raise corrupt_file(p, exc) from exc
     except BaseException:
         h5.close()
         raise
     return ds
+
+
+CORRUPT_FILE_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError)
+"""What h5py and numpy raise on damaged HDF5 structures (after the file opened)."""
+
+
+def corrupt_file(path: Path | str, exc: BaseException) -> InputFileError:
+    """A damaged-file error naming ``path``; the traceback goes to the log for diagnosis."""
+    from .logs import log_exception
+
+    log_exception(exc, f"reading {path}")
+    return InputFileError(
+        f"the file is damaged and cannot be read ({exc.__class__.__name__}: {exc})",
+        path=path,
+        hint="copy or download the file again",
+    )
 
 
 def _open_h5(p: Path) -> h5py.File:

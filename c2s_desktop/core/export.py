@@ -24,6 +24,7 @@ import pandas as pd
 from .. import __version__
 from .anndata_io import read_elem, write_elem
 from .atomic import atomic_write, check_writable, remove_quietly
+from .audit import file_sha256
 from .errors import DataError, OutputError
 from .models import sha256_file
 from .sentence_writer import csv_field
@@ -44,7 +45,7 @@ def provenance(
         "task": task,
         "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "input": Path(input_path).name,
-        "input_sha256": sha256_file(input_path),
+        "input_sha256": file_sha256(input_path) or sha256_file(input_path),  # cached
         "model": model_name,
         "model_sha256": model_sha256,
         "template_id": template_id,

@@ -39,6 +39,8 @@ SYMBOLS_AUTO = "auto"
 SYMBOLS_VAR_NAMES = "var_names"
 SYMBOLS_ENSEMBL_MAP = "ensembl-map"
 MIN_MAPPED_FRACTION = 0.5
+MAX_SYMBOL_CHARS = 1000
+"""Longer "symbols" are not genes (and would blow up sentence assembly, which pads words)."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,14 @@ def build_vocabulary(symbols: GeneSymbols, *, merge_duplicates: bool, path: str)
     columns are summed when sentences are built, so each word appears once per cell.
     """
     original = np.asarray(symbols.symbols, dtype=object)
+    longest = max((len(str(s)) for s in original), default=0)
+    if longest > MAX_SYMBOL_CHARS:  # sentence assembly pads every word to the longest one
+        raise DataError(
+            f"a gene name in {symbols.source} is {longest:,} characters long "
+            f"(gene symbols are at most {MAX_SYMBOL_CHARS})",
+            path=path,
+            hint="this is not a gene symbol column; choose the right one with --symbols COLUMN",
+        )
     upper = np.array([str(s).strip().upper() for s in original], dtype=object)
     has_word = upper != ""
     if not merge_duplicates and symbols.source != SYMBOLS_ENSEMBL_MAP:

@@ -69,7 +69,20 @@ def validate_gguf(path: str | Path, *, strict: bool = True) -> ModelInfo:
     """
     path = Path(path)
     size = _check_file(path)
-    reader = _read(path)
+    try:
+        return _describe(path, size, _read(path), strict)
+    except _DAMAGED as exc:  # gguf decodes values lazily: damage can surface at any access
+        raise ModelFileError(
+            f"the GGUF file is truncated or damaged ({exc.__class__.__name__}: {exc})",
+            path=path,
+            hint=_HINT_DAMAGED,
+        ) from None
+
+
+_DAMAGED = (ValueError, KeyError, IndexError, OverflowError, UnicodeDecodeError, TypeError)
+
+
+def _describe(path: Path, size: int, reader: Any, strict: bool) -> ModelInfo:
     meta = _Metadata(reader, path)
     arch = meta.text("general.architecture")
     if strict and arch not in SUPPORTED_ARCHITECTURES:
@@ -127,7 +140,7 @@ def _read(path: Path) -> Any:
 
     try:
         return GGUFReader(path)
-    except (ValueError, KeyError, IndexError, OverflowError, UnicodeDecodeError) as exc:
+    except _DAMAGED as exc:
         raise ModelFileError(
             f"the GGUF file is truncated or damaged ({exc})", path=path, hint=_HINT_DAMAGED
         ) from None

@@ -74,7 +74,10 @@ def to_word_matrix(chunk: sp.csr_matrix, vocab: Vocabulary) -> sp.csr_matrix:
         return _csr(data[keep], words[keep], indptr, (n_rows, vocab.n_words))
     keep = (data != 0) & (words >= 0)
     rows = np.repeat(np.arange(n_rows), np.diff(chunk.indptr))[keep]
-    coo = sp.coo_matrix((data[keep], (rows, words[keep])), shape=(n_rows, vocab.n_words))
+    values = data[keep]
+    if values.dtype.kind in "iu" and values.dtype.itemsize < 8:
+        values = values.astype(np.int64)  # merged columns are summed: no uint16/int32 wrap-around
+    coo = sp.coo_matrix((values, (rows, words[keep])), shape=(n_rows, vocab.n_words))
     out = coo.tocsr()  # sums the columns merged into one word
     out.eliminate_zeros()
     return out

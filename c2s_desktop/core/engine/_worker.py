@@ -32,10 +32,16 @@ def serve(
     os.environ["GGML_NO_BACKTRACE"] = "1"  # ggml reads it at abort time: no gdb backtrace
     from .local import LocalEngine
 
+    limited = _limit_memory(options.memory_limit_bytes)
     try:
         engine = LocalEngine(path, options, info=info)
-    except C2SError as exc:
-        conn.send(("error", error_payload(exc)))
+    except (C2SError, MemoryError) as exc:
+        # A validated file whose context cannot be created ran out of memory (the KV cache is
+        # allocated there): say so rather than "damaged file".
+        no_context = isinstance(exc, C2SError) and "llama_context" in exc.message
+        if limited or no_context or isinstance(exc, MemoryError):
+            exc = _out_of_memory(path, options.memory_limit_bytes if limited else None, exc)
+        conn.send(("error", error_payload(exc)))  # type: ignore[arg-type]
         return
     conn.send(("ready", None))
     try:
@@ -88,3 +94,35 @@ def _redirect_stderr(log_path: str) -> None:
     sys.stderr.flush()
     os.dup2(fd, 2)
     os.close(fd)
+
+
+def _limit_memory(limit: int | None) -> bool:
+    """Cap this process's address space (POSIX ``RLIMIT_AS``); False when not applied."""
+    if not limit:
+        return False
+    try:
+        import resource
+    except ImportError:  # Windows: no rlimits; the memory pre-flight still applies
+        return False
+    try:
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ValueError, OSError) as exc:
+        print(f"memory limit not applied: {exc}", file=sys.stderr, flush=True)
+        return False
+    return True
+
+
+def _out_of_memory(path: str, limit: int | None, exc: BaseException) -> C2SError:
+    from .base import NotEnoughMemory
+
+    detail = exc.message if isinstance(exc, C2SError) else type(exc).__name__
+    if limit:
+        where = f"within the model process's memory limit of {limit / 1024**3:.2f} GB"
+        hint = "raise the memory limit, or use a smaller quantization or a smaller context"
+    else:
+        where = "in the memory available"
+        hint = "use a smaller context (--ctx) or a smaller quantization, or close other programs"
+    return NotEnoughMemory(f"the model cannot be loaded {where} ({detail})", path=path, hint=hint)

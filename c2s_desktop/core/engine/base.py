@@ -29,6 +29,10 @@ class EngineCrashed(EngineError):
     """The model process died (native abort, out of memory); the engine can be restarted."""
 
 
+class NotEnoughMemory(EngineError):
+    """The model (weights + context cache) does not fit in the memory available to it."""
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     """How to run a model. ``n_gpu_layers=-1`` offloads every layer when a GPU build exists."""
@@ -38,6 +42,11 @@ class EngineOptions:
     n_gpu_layers: int = 0
     seed: int = 0
     n_batch: int = 512
+    memory_limit_bytes: int | None = None
+    """Address-space limit of the model process (POSIX); loading beyond it fails cleanly."""
+    check_memory: bool = True
+    """Refuse to load a model that will not fit in available memory (see
+    :func:`.process.check_memory`); ``C2S_SKIP_MEMORY_CHECK=1`` also turns it off."""
 
 
 @dataclass(frozen=True)

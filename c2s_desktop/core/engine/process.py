@@ -16,6 +16,7 @@ import logging
 import multiprocessing as mp
 import os
 import signal
+import sys
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ from .base import (
     Generation,
     ModelFileError,
     ModelInfo,
+    NotEnoughMemory,
     Score,
     TokenCallback,
 )
@@ -44,7 +46,13 @@ from .base import (
 log = logging.getLogger(__name__)
 _POLL_S = 0.05
 _TAIL_LINES = 3
-_ERRORS: dict[str, type[EngineError]] = {"ModelFileError": ModelFileError}
+_ERRORS: dict[str, type[EngineError]] = {
+    "ModelFileError": ModelFileError,
+    "NotEnoughMemory": NotEnoughMemory,
+}
+SKIP_MEMORY_CHECK_ENV = "C2S_SKIP_MEMORY_CHECK"
+_GB = 1024**3
+_OVERHEAD_BYTES = 64 * 1024**2  # runtime, compute graph and batch buffers of a small model
 
 
 class ProcessEngine:
@@ -60,6 +68,7 @@ class ProcessEngine:
         self._path = str(path)
         self._options = options or EngineOptions()
         self._info = validate_gguf(path, strict=validate)
+        check_memory(self._info, self._options)
         self._ctx = mp.get_context("spawn")
         self._lock = threading.Lock()
         self._proc: Any = None
@@ -240,12 +249,17 @@ class ProcessEngine:
         tail = _tail(self._log_path, _TAIL_LINES)
         log.error("model process %s; last stderr lines:\n%s", how, "\n".join(tail))
         detail = f": {' | '.join(tail)}" if tail else ""
-        return EngineCrashed(
-            f"the model process {how}{detail}",
-            path=self._path,
-            hint="restart the engine; if it happens again the model file is damaged, "
-            "unsupported or too large for this computer's memory",
+        limit = self._options.memory_limit_bytes
+        hint = (
+            "restart the engine; if it happens again the model file is damaged, "
+            "unsupported or too large for this computer's memory"
         )
+        if limit:
+            hint = (
+                f"the model process may not use more than {limit / _GB:.2f} GB of address "
+                f"space; raise the limit, or use a smaller quantization or context; {hint}"
+            )
+        return EngineCrashed(f"the model process {how}{detail}", path=self._path, hint=hint)
 
 
 def _tail(path: str, n: int) -> list[str]:
@@ -255,3 +269,103 @@ def _tail(path: str, n: int) -> list[str]:
     except OSError:
         return []
     return [line for line in lines if line.strip()][-n:]
+
+
+# -- memory pre-flight -------------------------------------------------------------------------
+def estimate_memory(info: ModelInfo, options: EngineOptions) -> tuple[int, int]:
+    """Bytes the model needs in RAM: ``(weights, context cache + buffers)``.
+
+    Weights are the file size (llama.cpp maps the file); the KV cache holds f16 keys and values
+    of ``n_embd`` per layer and token (an upper bound with grouped-query attention); logits of
+    one batch and a fixed overhead complete it.
+    """
+    n_ctx = options.n_ctx or info.n_ctx_train
+    kv = 2 * 2 * info.n_layer * info.n_embd * n_ctx
+    logits = 4 * info.n_vocab * min(options.n_batch, n_ctx)
+    return info.size_bytes, kv + logits + _OVERHEAD_BYTES
+
+
+def available_memory() -> int | None:
+    """Bytes of memory a new process can use now (None when this platform does not say)."""
+    found: list[int] = []
+    if sys.platform.startswith("linux"):
+        found += _linux_available()
+    elif sys.platform == "win32":
+        found += _windows_available()
+    else:
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            pages = os.sysconf("SC_AVPHYS_PAGES")
+            if pages > 0:
+                found.append(pages * os.sysconf("SC_PAGE_SIZE"))
+    return min(found) if found else None
+
+
+def _linux_available() -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    # A container's memory limit (cgroup v2) is often far below the machine's memory.
+    with contextlib.suppress(OSError, ValueError):
+        cg = Path("/sys/fs/cgroup")
+        limit = (cg / "memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int((cg / "memory.current").read_text()))
+    return found
+
+
+def _windows_available() -> list[int]:
+    import ctypes
+
+    class Status(ctypes.Structure):
+        _fields_ = [
+            ("dwLength", ctypes.c_ulong),
+            ("dwMemoryLoad", ctypes.c_ulong),
+            ("ullTotalPhys", ctypes.c_ulonglong),
+            ("ullAvailPhys", ctypes.c_ulonglong),
+            ("ullTotalPageFile", ctypes.c_ulonglong),
+            ("ullAvailPageFile", ctypes.c_ulonglong),
+            ("ullTotalVirtual", ctypes.c_ulonglong),
+            ("ullAvailVirtual", ctypes.c_ulonglong),
+            ("ullAvailExtendedVirtual", ctypes.c_ulonglong),
+        ]
+
+    status = Status()
+    status.dwLength = ctypes.sizeof(Status)
+    try:
+        if ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):  # type: ignore[attr-defined]
+            return [int(status.ullAvailPhys)]
+    except (AttributeError, OSError):
+        pass
+    return []
+
+
+def check_memory(info: ModelInfo, options: EngineOptions) -> None:
+    """Raise :class:`NotEnoughMemory` (with the numbers) when the model will not fit.
+
+    Skipped when ``options.check_memory`` is False, ``$C2S_SKIP_MEMORY_CHECK`` is set, layers
+    go to a GPU, or the platform does not report available memory.
+    """
+    skip = os.environ.get(SKIP_MEMORY_CHECK_ENV, "").strip().lower() not in ("", "0", "no")
+    if not options.check_memory or skip or options.n_gpu_layers != 0:
+        return
+    available = available_memory()
+    if available is None:
+        return
+    weights, context = estimate_memory(info, options)
+    if weights + context <= available:
+        return
+    n_ctx = options.n_ctx or info.n_ctx_train
+    raise NotEnoughMemory(
+        f"the model needs about {_size(weights + context)} of memory "
+        f"({_size(weights)} weights + {_size(context)} context cache for "
+        f"{n_ctx:,} tokens) but only {_size(max(available, 0))} is available",
+        path=info.path,
+        hint="use a smaller quantization (e.g. q4_k_m) or a smaller context (--ctx), close "
+        f"other programs, or set {SKIP_MEMORY_CHECK_ENV}=1 to try anyway",
+    )
+
+
+def _size(n: int) -> str:
+    return f"{n / _GB:.2f} GB" if n >= _GB // 10 else f"{n / 1024**2:.0f} MB"

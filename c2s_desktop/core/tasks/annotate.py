@@ -12,7 +12,9 @@ cell takes the probability-weighted vote of its nearest scored cells in PCA spac
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from scipy.cluster.vq import kmeans2
@@ -21,7 +23,7 @@ from scipy.spatial import cKDTree
 from ..catalog import ANNOTATE
 from ..dataset import Dataset
 from ..embedding import compute_pca
-from ..engine.base import Engine, GenerateParams
+from ..engine.base import Engine, GenerateParams, Score
 from ..errors import DataError
 from ..progress import CancelToken, ProgressFn, check_cancel, no_progress
 from ..prompts import (
@@ -113,17 +115,29 @@ def annotate(
     continuations = [label_continuation(c) for c in candidates]
     probs = np.zeros((len(scored), len(candidates)), dtype=np.float64)
     t0 = time.perf_counter()
-    for i, sentence in enumerate(sentences):
-        check_cancel(cancel)
-        scores = engine.score(prompt_for(sentence), continuations, cancel=cancel)
+    n_done = 0
+
+    def scored_cell(i: int, scores: Sequence[Score]) -> None:
+        nonlocal n_done
+        n_done += 1
         probs[i] = _softmax(np.array([s.logprob for s in scores]))
-        per_cell = (time.perf_counter() - t0) / (i + 1)
-        left = per_cell * (len(sentences) - i - 1)
+        per_cell = (time.perf_counter() - t0) / n_done
+        left = per_cell * (len(sentences) - n_done)
         progress(
-            (i + 1) / len(sentences),
-            f"{i + 1:,}/{len(sentences):,} cells scored, {1 / per_cell:.2f} cells/s, "
+            n_done / len(sentences),
+            f"{n_done:,}/{len(sentences):,} cells scored, {1 / per_cell:.2f} cells/s, "
             f"{_duration(left)} left",
         )
+
+    warnings = job.warnings
+    if isinstance(engine, BatchScorer):  # e.g. a server: several cells in flight at once
+        prompts = [prompt_for(s) for s in sentences]
+        engine.score_many(prompts, continuations, scored_cell, cancel=cancel)
+        warnings += tuple(filter(None, [engine.score_warning]))
+    else:
+        for i, sentence in enumerate(sentences):
+            check_cancel(cancel)
+            scored_cell(i, engine.score(prompt_for(sentence), continuations, cancel=cancel))
     per_cell = (time.perf_counter() - t0) / max(1, len(sentences))
     if mode == MODE_PER_CELL:
         labels = np.array([candidates[j] for j in probs.argmax(axis=1)], dtype=object)
@@ -140,7 +154,7 @@ def annotate(
             tmpl.id,
             job.n_genes,
             per_cell,
-            job.warnings,
+            warnings,
         )
     labels, conf = _propagate(coords, job.rows, scored, probs, candidates, options.n_neighbors)
     agreement = _agreement(clusters, job.rows, scored, probs, candidates)
@@ -157,8 +171,28 @@ def annotate(
         tmpl.id,
         job.n_genes,
         per_cell,
-        job.warnings,
+        warnings,
     )
+
+
+@runtime_checkable
+class BatchScorer(Protocol):
+    """An engine that scores many prompts with requests in flight at once (a server)."""
+
+    @property
+    def score_warning(self) -> str:
+        """Why scores are approximate ('' when they are exact log-likelihoods)."""
+        ...
+
+    def score_many(
+        self,
+        prefixes: Sequence[str],
+        continuations: Sequence[str],
+        on_result: Callable[[int, list[Score]], None],
+        cancel: CancelToken | None = None,
+    ) -> None:
+        """``on_result(i, scores)`` for each prefix as it finishes (any order)."""
+        ...
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

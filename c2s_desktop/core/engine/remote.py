@@ -1,0 +1,715 @@
+"""The Engine protocol over an OpenAI-compatible HTTP server (llama.cpp server, vLLM,
+llama-cpp-python's server).
+
+- **score**: ``POST /v1/completions`` with ``prompt = prefix + continuation``, ``echo`` and
+  ``logprobs``; the continuation's tokens are picked by their ``text_offset`` (every token that
+  ends after the prefix, so a token merged across the boundary is scored, as the local engine
+  does). The first call checks once that the server returns prompt log-probabilities and that
+  they agree with the log-probability of a generated token; where they do not (llama.cpp's own
+  server ignores ``echo``), scoring falls back to greedy generation matched to the nearest
+  candidate and :attr:`RemoteEngine.score_warning` says the scores are approximate.
+- **generate**: streamed (server-sent events); cancel is checked between chunks and closes the
+  response.
+- **embed**: ``POST /v1/embeddings``, one text per request; per-token vectors (what servers
+  return for causal models without pooling) are mean-pooled here, as the local engine pools.
+- **score_many**: cells scored by up to ``concurrency`` requests at a time (batch annotation).
+
+Connection failures, 429 and 502/503/504 are retried with exponential back-off (bounded); a
+timeout, a refused API key, an unknown model or an answer that is not JSON raise
+:class:`EngineError` with a hint. The API key is sent as a bearer token and never logged.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+
+from ..catalog import MODEL_TASKS
+from ..progress import CancelToken, ProgressFn, check_cancel
+from .base import EngineError, GenerateParams, Generation, ModelInfo, Score, TokenCallback
+
+log = logging.getLogger(__name__)
+
+API_KEY_ENV = "C2S_API_KEY"
+DEFAULT_CTX = 2048
+SCORE_AUTO = "auto"
+SCORE_EXACT = "logprobs"
+SCORE_APPROXIMATE = "generate"
+_RETRY_STATUS = frozenset({429, 502, 503, 504})
+_MAX_BACKOFF_S = 8.0
+_PROBE_TOLERANCE = 1e-3  # nats: prompt log-probabilities vs the generated token's
+_LABEL_TOKENS = 48  # greedy tokens generated per cell by the approximate scorer
+_SHARPNESS = 20.0  # approximate score = SHARPNESS * (similarity - 1): exact match → 0
+_HINT_RUNNING = "check that the server is running and the address and port are right"
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Where the server is and how to talk to it.
+
+    ``api_key=None`` takes ``$C2S_API_KEY``; ``ca_bundle`` is a PEM file of extra trusted
+    certificates for a lab's own certificate authority (verification is never turned off).
+    ``n_ctx`` is the context size to assume when the server does not tell it. ``scoring``:
+    ``auto`` (check the server once), ``logprobs`` (trust its prompt log-probabilities without
+    the check) or ``generate`` (always the approximate method).
+    """
+
+    url: str
+    model: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    ca_bundle: str | None = None
+    n_ctx: int = 0
+    concurrency: int = 1
+    timeout_s: float = 120.0
+    connect_timeout_s: float = 5.0
+    retries: int = 3
+    backoff_s: float = 0.5
+    scoring: str = SCORE_AUTO
+
+
+def normalize_url(url: str) -> str:
+    """``http(s)://host:port`` without a trailing ``/`` or ``/v1`` (the API root)."""
+    text = url.strip().rstrip("/")
+    if text.endswith("/v1"):
+        text = text[: -len("/v1")]
+    parsed = httpx.URL(text) if "://" in text else None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise EngineError(
+            f"'{url}' is not a server address",
+            hint="give the server's root address, e.g. http://gpu-server:8000",
+        )
+    return text
+
+
+class _Http:
+    """A synchronous httpx client with timeouts, bounded retries and user-facing errors."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.url = normalize_url(options.url)
+        self.options = options
+        key = options.api_key if options.api_key is not None else os.environ.get(API_KEY_ENV)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.has_key = bool(key)
+        verify: ssl.SSLContext | bool = True
+        if options.ca_bundle:
+            try:
+                verify = ssl.create_default_context(cafile=options.ca_bundle)
+            except (OSError, ssl.SSLError) as exc:
+                raise EngineError(
+                    f"cannot read the CA bundle ({exc})",
+                    path=options.ca_bundle,
+                    hint="give a PEM file with the certificate of the lab's authority",
+                ) from None
+        self.client = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            verify=verify,
+            timeout=httpx.Timeout(options.timeout_s, connect=options.connect_timeout_s),
+            limits=httpx.Limits(max_connections=max(1, options.concurrency) + 1),
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def get(self, path: str) -> Any:
+        return self.request("GET", path, None)
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        return self.request("POST", path, body)
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+        """JSON answer of ``method path``; raises :class:`EngineError` (retries transient
+        failures first)."""
+        with self._response(method, path, body, stream=False) as response:
+            return self._json(response, path)
+
+    @contextmanager
+    def stream(self, path: str, body: dict[str, Any]) -> Iterator[httpx.Response]:
+        """An open streamed response (retried only until the status line arrives)."""
+        with self._response("POST", path, body, stream=True) as response:
+            try:
+                yield response
+            except httpx.TimeoutException as exc:  # while reading the stream
+                raise self._timeout_error(exc) from None
+            except httpx.TransportError as exc:
+                raise self._transport_error(exc) from None
+
+    @contextmanager
+    def _response(
+        self, method: str, path: str, body: dict[str, Any] | None, *, stream: bool
+    ) -> Iterator[httpx.Response]:
+        attempt = 0
+        while True:
+            request = self.client.build_request(method, path, json=body)
+            try:
+                response = self.client.send(request, stream=stream)
+            except httpx.TimeoutException as exc:
+                if isinstance(exc, httpx.ConnectTimeout) and attempt < self.options.retries:
+                    attempt = self._sleep(attempt, None)
+                    continue
+                raise self._timeout_error(exc) from None
+            except httpx.TransportError as exc:
+                transient = isinstance(exc, httpx.ConnectError) and not _untrusted(exc)
+                if transient and attempt < self.options.retries:
+                    attempt = self._sleep(attempt, None)
+                    continue
+                raise self._transport_error(exc) from None
+            if response.status_code in _RETRY_STATUS and attempt < self.options.retries:
+                response.close()
+                attempt = self._sleep(attempt, response.headers.get("retry-after"))
+                continue
+            try:
+                if response.status_code >= 400:
+                    if stream:
+                        response.read()
+                    raise self._status_error(response, path)
+                yield response
+            finally:
+                response.close()
+            return
+
+    def _sleep(self, attempt: int, retry_after: str | None) -> int:
+        delay = self.options.backoff_s * 2**attempt
+        if retry_after and retry_after.strip().isdigit():
+            delay = max(delay, float(retry_after))
+        time.sleep(min(delay, _MAX_BACKOFF_S))
+        return attempt + 1
+
+    def _json(self, response: httpx.Response, path: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            start = response.text[:80].replace("\n", " ")
+            raise EngineError(
+                f"the server at {self.url} answered {path} with something that is not JSON "
+                f"({start!r})",
+                hint="give the root address of an OpenAI-compatible server "
+                "(llama.cpp server, vLLM), e.g. http://gpu-server:8000",
+            ) from None
+
+    def _timeout_error(self, exc: httpx.TimeoutException) -> EngineError:
+        if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+            return EngineError(
+                f"cannot reach {self.url}: no answer within {self.options.connect_timeout_s:g} s",
+                hint=_HINT_RUNNING + " (a firewall may drop the connection)",
+            )
+        return EngineError(
+            f"the server at {self.url} did not answer within {self.options.timeout_s:g} s",
+            hint="the server may be overloaded or the model too slow for it; "
+            "lower the concurrency or use a faster server",
+        )
+
+    def _transport_error(self, exc: httpx.TransportError) -> EngineError:
+        text = str(exc) or type(exc).__name__
+        if _untrusted(exc):
+            return EngineError(
+                f"cannot reach {self.url}: its TLS certificate is not trusted ({text})",
+                hint="give the lab's CA certificate with --ca-bundle",
+            )
+        reason = "connection refused" if "refused" in text.lower() else text
+        if isinstance(exc, httpx.RemoteProtocolError):
+            reason = f"the connection broke ({text})"
+        return EngineError(f"cannot reach {self.url}: {reason}", hint=_HINT_RUNNING)
+
+    def _status_error(self, response: httpx.Response, path: str) -> EngineError:
+        code, detail = response.status_code, _detail(response)
+        if code in (401, 403):
+            what = "refused the API key" if self.has_key else "needs an API key"
+            return EngineError(
+                f"the server at {self.url} {what} (HTTP {code})",
+                hint=f"give the key with --api-key or the {API_KEY_ENV} environment variable",
+            )
+        if code == 404 and "model" not in detail.lower():
+            return EngineError(
+                f"the server at {self.url} has no {path} (HTTP 404)",
+                hint="give the root address of an OpenAI-compatible server "
+                "(llama.cpp server, vLLM), e.g. http://gpu-server:8000",
+            )
+        return EngineError(f"the server at {self.url} answered {path} with HTTP {code}: {detail}")
+
+
+def _untrusted(exc: Exception) -> bool:
+    """The server's TLS certificate failed verification (retrying will not help)."""
+    return "certificate verify failed" in str(exc).lower()
+
+
+def _detail(response: httpx.Response) -> str:
+    """The server's error message (OpenAI ``error.message``, FastAPI ``detail``) or the text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200].strip() or response.reason_phrase
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])[:300]
+        for key in ("detail", "message", "error"):
+            if body.get(key):
+                return str(body[key])[:300]
+    return str(body)[:200]
+
+
+def _models(http: _Http) -> dict[str, dict[str, Any]]:
+    """The server's models by id (``GET /v1/models``)."""
+    answer = http.get("/v1/models")
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(data, list):
+        raise EngineError(
+            f"the server at {http.url} did not list its models",
+            hint="give the root address of an OpenAI-compatible server",
+        )
+    return {str(m.get("id")): m for m in data if isinstance(m, dict) and m.get("id")}
+
+
+def list_models(options: ServerOptions) -> list[str]:
+    """Names of the models the server serves (a connection test)."""
+    http = _Http(options)
+    try:
+        return list(_models(http))
+    finally:
+        http.close()
+
+
+def catalog_repo(model_id: str) -> str:
+    """The catalogue entry a served model name refers to ('' when none): the name itself
+    (``--served-model-name vandijklab/C2S-Scale-Gemma-2-2B``) or a file named after it."""
+    name = model_id.lower()
+    matches = [r for r in MODEL_TASKS if r.lower() == name or r.lower().split("/")[-1] in name]
+    return max(matches, key=len, default="")
+
+
+class RemoteEngine:
+    """A model served over HTTP; same protocol as :class:`~.local.LocalEngine`.
+
+    Opening checks the server: it must answer ``/v1/models`` and serve ``options.model`` (or
+    exactly one model when no name is given).
+    """
+
+    def __init__(self, options: ServerOptions) -> None:
+        if options.scoring not in (SCORE_AUTO, SCORE_EXACT, SCORE_APPROXIMATE):
+            raise EngineError(f"unknown scoring method '{options.scoring}'")
+        self._options = options
+        self._http = _Http(options)
+        self.url = self._http.url
+        try:
+            self._model, entry = self._choose_model()
+            self._info, self._n_ctx = self._describe(entry)
+        except BaseException:
+            self._http.close()
+            raise
+        self._lock = threading.Lock()
+        self._method = None if options.scoring == SCORE_AUTO else options.scoring
+        self._probe_reason = ""
+        self._tokenizer: tuple[str, Callable[[str], dict[str, Any]]] | None = None
+        self._n_embd = self._info.n_embd
+
+    # -- opening ---------------------------------------------------------------------------------
+    def _choose_model(self) -> tuple[str, dict[str, Any]]:
+        models = _models(self._http)
+        wanted = self._options.model
+        if wanted and wanted in models:
+            return wanted, models[wanted]
+        names = ", ".join(models) or "none"
+        if wanted:
+            raise EngineError(
+                f"the server at {self.url} does not serve '{wanted}'; it serves: {names}",
+                hint="give one of these names as the server model",
+            )
+        if len(models) != 1:
+            raise EngineError(
+                f"the server at {self.url} serves {len(models)} models ({names})",
+                hint="choose one with --server-model",
+            )
+        return next(iter(models.items()))
+
+    def _describe(self, entry: dict[str, Any]) -> tuple[ModelInfo, int]:
+        """ModelInfo from what the server tells (vLLM ``max_model_len``, llama.cpp ``meta``
+        and ``/props``) and the catalogue entry the model name refers to."""
+        meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+        served = _int(entry.get("max_model_len")) or self._props_ctx()
+        user = self._options.n_ctx
+        n_ctx = min(user, served) if user and served else served or user
+        if not n_ctx:
+            log.warning("server does not tell its context size; assuming %d tokens", DEFAULT_CTX)
+            n_ctx = DEFAULT_CTX
+        repo = catalog_repo(self._model)
+        info = ModelInfo(
+            path=self.url,
+            name=self._model,
+            architecture=str(meta.get("architecture") or "remote"),
+            n_ctx_train=_int(meta.get("n_ctx_train")) or n_ctx,
+            n_embd=_int(meta.get("n_embd")),
+            n_layer=0,
+            n_vocab=_int(meta.get("n_vocab")),
+            file_type="remote",
+            size_bytes=_int(meta.get("size")),
+            add_bos=False,
+            metadata={"c2s.source_repo": repo} if repo else {},
+        )
+        return info, n_ctx
+
+    def _props_ctx(self) -> int:
+        """The slot context size llama.cpp's server reports at ``/props`` (0 elsewhere)."""
+        try:
+            props = self._http.get("/props")
+        except EngineError:
+            return 0
+        settings = props.get("default_generation_settings") if isinstance(props, dict) else None
+        return _int(settings.get("n_ctx")) if isinstance(settings, dict) else 0
+
+    # -- protocol --------------------------------------------------------------------------------
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    @property
+    def n_ctx(self) -> int:
+        """The context size in tokens (the server's, else the one given in the options)."""
+        return self._n_ctx
+
+    @property
+    def concurrency(self) -> int:
+        """Requests :meth:`score_many` keeps in flight."""
+        return max(1, self._options.concurrency)
+
+    @property
+    def score_warning(self) -> str:
+        """Empty while scores are exact log-likelihoods; otherwise why they are approximate."""
+        if self._method != SCORE_APPROXIMATE:
+            return ""
+        why = (
+            f": the server at {self.url} cannot score exactly because {self._probe_reason}"
+            if self._probe_reason
+            else ", as configured"
+        )
+        return (
+            "labels were scored approximately (greedy answer matched to the nearest candidate,"
+            f" not log-likelihoods){why}"
+        )
+
+    def tokenize(self, text: str) -> list[int]:
+        if self._tokenizer is None:
+            self._tokenizer = self._find_tokenizer(text)
+        path, body = self._tokenizer
+        answer = self._http.post(path, body(text))
+        return _tokens(answer, path, self.url)
+
+    def score(
+        self, prefix: str, continuations: Sequence[str], cancel: CancelToken | None = None
+    ) -> list[Score]:
+        if not prefix:
+            raise EngineError("cannot score after an empty prompt", hint="give a prompt")
+        if self._method is None:
+            with self._lock:
+                if self._method is None:
+                    self._method = self._probe_scoring(prefix)
+        if self._method == SCORE_APPROXIMATE:
+            check_cancel(cancel)
+            return self._score_by_generation(prefix, continuations)
+        scores = []
+        for text in continuations:
+            check_cancel(cancel)
+            scores.append(self._score_logprobs(prefix, text))
+        return scores
+
+    def score_many(
+        self,
+        prefixes: Sequence[str],
+        continuations: Sequence[str],
+        on_result: Callable[[int, list[Score]], None],
+        cancel: CancelToken | None = None,
+    ) -> None:
+        """Score ``continuations`` after each prefix, ``concurrency`` prefixes at a time.
+
+        ``on_result(i, scores)`` runs in the calling thread as each prefix finishes (in any
+        order). Cancel stops new requests; requests in flight finish first.
+        """
+        if not prefixes:
+            return
+        if self._method is None:  # probe once, before requests run in parallel
+            check_cancel(cancel)
+            on_result(0, self.score(prefixes[0], continuations, cancel))
+            start = 1
+        else:
+            start = 0
+        pending = iter(range(start, len(prefixes)))
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="c2s-remote") as pool:
+            running: dict[Future[list[Score]], int] = {}
+            try:
+                while True:
+                    while (
+                        len(running) < self.concurrency and (i := next(pending, None)) is not None
+                    ):
+                        check_cancel(cancel)
+                        running[pool.submit(self.score, prefixes[i], continuations, cancel)] = i
+                    if not running:
+                        return
+                    done, _ = wait(running, timeout=0.1, return_when=FIRST_COMPLETED)
+                    check_cancel(cancel)
+                    for future in done:
+                        on_result(running.pop(future), future.result())
+            finally:
+                for future in running:
+                    future.cancel()
+
+    def generate(
+        self,
+        prompt: str,
+        params: GenerateParams,
+        on_token: TokenCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Generation:
+        start = time.perf_counter()
+        body = self._completion_body(prompt, params) | {"stream": True}
+        pieces: list[str] = []
+        finish, n_tokens, usage = "length", 0, None
+        with self._http.stream("/v1/completions", body) as response:
+            for data in _events(response):
+                if cancel is not None and cancel.is_set():
+                    finish = "cancelled"
+                    break
+                if data.get("usage"):
+                    usage = data["usage"]
+                choice = (data.get("choices") or [{}])[0]
+                piece = str(choice.get("text") or "")
+                if piece:
+                    n_tokens += 1
+                    pieces.append(piece)
+                    if on_token is not None:
+                        on_token(piece)
+                if choice.get("finish_reason"):
+                    finish = "stop" if choice["finish_reason"] == "stop" else "length"
+        if usage:
+            n_tokens = _int(usage.get("completion_tokens")) or n_tokens
+        return Generation(
+            text="".join(pieces),
+            n_prompt_tokens=_int((usage or {}).get("prompt_tokens")),
+            n_tokens=n_tokens,
+            finish_reason=finish,
+            seconds=time.perf_counter() - start,
+        )
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+    ) -> np.ndarray:
+        rows = []
+        for i, text in enumerate(texts):
+            check_cancel(cancel)
+            # one text per request: a batch of per-token outputs is not reliably split apart
+            answer = self._http.post("/v1/embeddings", {"model": self._model, "input": text})
+            rows.append(_pooled(answer, self.url))
+            if progress is not None:
+                progress((i + 1) / len(texts), f"embedded {i + 1}/{len(texts)}")
+        if not rows:
+            return np.zeros((0, self._n_embd), dtype=np.float32)
+        out = np.vstack(rows).astype(np.float32)
+        self._n_embd = out.shape[1]
+        return out
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RemoteEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def _completion_body(self, prompt: str, params: GenerateParams) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self._model,
+            "prompt": prompt,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "top_k": params.top_k,
+            "min_p": 0.0,  # as the local engine samples
+            # always sent: servers' defaults differ (llama-cpp-python 1.1); vLLM's name second
+            "repeat_penalty": params.repeat_penalty,
+            "repetition_penalty": params.repeat_penalty,
+        }
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.stop:
+            body["stop"] = list(params.stop)
+        return body
+
+    def _echo(self, text: str) -> dict[str, Any]:
+        """Log-probabilities of ``text``'s tokens (echoed) and of one greedy token after it."""
+        body = {
+            "model": self._model,
+            "prompt": text,
+            "echo": True,
+            "logprobs": 1,
+            "max_tokens": 1,  # 0 means "no limit" to some servers
+            "temperature": 0.0,
+        }
+        answer = self._http.post("/v1/completions", body)
+        try:
+            logprobs = answer["choices"][0]["logprobs"]
+            offsets = [int(o) for o in logprobs["text_offset"]]
+            values = logprobs["token_logprobs"]
+            generated = str(answer["choices"][0].get("text") or "")
+        except (KeyError, IndexError, TypeError, ValueError):
+            return {}
+        return {"offsets": offsets, "values": values, "text": generated}
+
+    def _score_logprobs(self, prefix: str, continuation: str) -> Score:
+        full = prefix + continuation
+        echo = self._echo(full)
+        picked = _continuation_tokens(echo.get("offsets", []), len(prefix), len(full))
+        values = echo.get("values", [])
+        if not continuation:
+            return Score(0.0, 0)
+        if not picked or any(i >= len(values) or values[i] is None for i in picked):
+            raise EngineError(
+                f"the server at {self.url} returned no log-probabilities for the label",
+                hint="start the server with prompt log-probabilities enabled (see SERVER.md)",
+            )
+        return Score(float(sum(values[i] for i in picked)), len(picked))
+
+    def _probe_scoring(self, prefix: str) -> str:
+        """Exact scoring when prompt log-probabilities are returned and agree with the
+        log-probability of a generated token; else the approximate method (warned once)."""
+        plain = self._http.post(
+            "/v1/completions",
+            {"model": self._model, "prompt": prefix, "max_tokens": 1, "temperature": 0.0}
+            | {"logprobs": 1},
+        )
+        try:
+            choice = plain["choices"][0]
+            token, expected = str(choice["text"]), float(choice["logprobs"]["token_logprobs"][0])
+        except (KeyError, IndexError, TypeError, ValueError):
+            token, expected = "", float("nan")
+        full = prefix + token
+        echo = self._echo(full)
+        values = echo.get("values", [])
+        picked = _continuation_tokens(echo.get("offsets", []), len(prefix), len(full))
+        reason = ""
+        if len(values) < 2 or any(v is None for v in values[1:]):
+            reason = "it does not return prompt log-probabilities (echo)"
+        elif token and len(picked) == 1 and abs(values[picked[0]] - expected) > _PROBE_TOLERANCE:
+            reason = (
+                "its prompt log-probabilities disagree with the log-probability of the token "
+                f"it generates ({values[picked[0]]:.4f} vs {expected:.4f})"
+            )
+        if not reason:
+            return SCORE_EXACT
+        log.warning("%s: %s; scoring labels approximately by greedy generation", self.url, reason)
+        self._probe_reason = reason
+        return SCORE_APPROXIMATE
+
+    def _score_by_generation(self, prefix: str, continuations: Sequence[str]) -> list[Score]:
+        """Greedy answer after ``prefix``, compared with each continuation (approximate)."""
+        params = GenerateParams(max_tokens=_LABEL_TOKENS, temperature=0.0, stop=("\n",))
+        answer = self._http.post("/v1/completions", self._completion_body(prefix, params))
+        try:
+            text = _norm(str(answer["choices"][0]["text"]))
+        except (KeyError, IndexError, TypeError):
+            raise EngineError(f"the server at {self.url} sent no completion") from None
+        scores = []
+        for cont in continuations:
+            target = _norm(cont)
+            ratio = difflib.SequenceMatcher(None, text[: len(target)], target).ratio()
+            scores.append(Score(_SHARPNESS * (ratio - 1.0), 0))
+        return scores
+
+    # -- tokenizing ------------------------------------------------------------------------------
+    def _find_tokenizer(self, sample: str) -> tuple[str, Callable[[str], dict[str, Any]]]:
+        """The server's tokenize endpoint: llama-cpp-python, llama.cpp server or vLLM."""
+        model = self._model
+        candidates: list[tuple[str, Callable[[str], dict[str, Any]]]] = [
+            ("/extras/tokenize", lambda t: {"model": model, "input": t}),
+            ("/tokenize", lambda t: {"content": t, "add_special": True}),
+            ("/tokenize", lambda t: {"model": model, "prompt": t}),
+        ]
+        for path, body in candidates:
+            try:
+                _tokens(self._http.post(path, body(sample)), path, self.url)
+            except EngineError:
+                continue
+            return path, body
+        raise EngineError(
+            f"the server at {self.url} cannot tokenize text (no /extras/tokenize or /tokenize)",
+            hint="use llama.cpp's server, vLLM or llama-cpp-python's server",
+        )
+
+
+def _continuation_tokens(offsets: Sequence[int], boundary: int, end: int) -> list[int]:
+    """Indices of the echoed prompt tokens that end after ``boundary`` (the prefix's length in
+    characters) and start before ``end``; a token that spans the boundary is included."""
+    picked = []
+    for i, start in enumerate(offsets):
+        if start >= end:
+            break
+        stop = offsets[i + 1] if i + 1 < len(offsets) else end
+        if stop > boundary:
+            picked.append(i)
+    return picked
+
+
+def _events(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    """The JSON payloads of a server-sent event stream, up to ``[DONE]``."""
+    for line in response.iter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[len("data:") :].strip()
+        if data == "[DONE]":
+            return
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            raise EngineError(f"the server sent a malformed stream event ({data[:80]!r})") from None
+        if isinstance(payload, dict):
+            if payload.get("error"):
+                raise EngineError(f"the server failed while generating: {payload['error']}")
+            yield payload
+
+
+def _pooled(answer: Any, url: str) -> np.ndarray:
+    """The embedding of one text: the server's pooled vector, or the mean of per-token ones."""
+    try:
+        vector = np.asarray(answer["data"][0]["embedding"], dtype=np.float64)
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise EngineError(f"the server at {url} sent no embedding") from None
+    if vector.ndim == 2:
+        vector = vector.mean(axis=0)
+    if vector.ndim != 1 or not len(vector):
+        raise EngineError(f"the server at {url} sent an embedding of shape {vector.shape}")
+    return vector
+
+
+def _tokens(answer: Any, path: str, url: str) -> list[int]:
+    tokens = answer.get("tokens") if isinstance(answer, dict) else None
+    if not isinstance(tokens, list):
+        raise EngineError(f"the server at {url} sent no tokens from {path}")
+    return [int(t["id"]) if isinstance(t, dict) else int(t) for t in tokens]
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
