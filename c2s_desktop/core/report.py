@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +98,22 @@ def render_report(path: str | Path) -> str:
             path=p,
             hint="run c2s annotate/embed/summarize with -o first",
         )
-    parts = [f"<h1>C2S Desktop report</h1><p>{html.escape(p.name)} — {len(obs):,} cells</p>"]
+    return render_results(p.name, obs, obsm, uns)
+
+
+def render_results(
+    name: str,
+    obs: pd.DataFrame,
+    obsm: Mapping[str, np.ndarray],
+    uns: Mapping[str, Any],
+) -> str:
+    """The report HTML for results held in memory: ``obs`` columns ``c2s_*``, 2-D ``obsm``
+    embeddings, and ``uns['c2s']`` records (provenance; a record with a ``conversations`` JSON
+    list is shown as the assistant's answers, one with ``sentences`` as generated cells)."""
+    parts = [f"<h1>C2S Desktop report</h1><p>{html.escape(name)} — {len(obs):,} cells</p>"]
     labels = obs.get("c2s_cell_type")
-    for key in ("X_umap", "X_c2s_2d", "X_tsne", "X_pca", "X_c2s"):
-        if key in obsm and obsm[key].shape[1] >= 2:
+    for key in ("X_umap", "X_c2s_2d", "X_tsne", "X_pca", "X_c2s", *obsm):
+        if key in obsm and obsm[key].ndim == 2 and obsm[key].shape[1] >= 2:
             parts.append(f"<h2>Cells ({html.escape(key)})</h2>" + _scatter_svg(obsm[key], labels))
             break
     if labels is not None:
@@ -113,24 +126,78 @@ def render_report(path: str | Path) -> str:
                 f"<p>{len(low):,} cells with probability below {LOW_CONFIDENCE}"
                 f" (median probability {np.nanmedian(prob):.2f}).</p>"
             )
-    for name, record in uns.items():
+    for key, record in uns.items():
+        record = dict(record)
+        if "conversations" in record:
+            parts.append(_conversations_html(str(record.pop("conversations"))))
+        if "sentences" in record:
+            parts.append(_generated_html(str(record.pop("sentences"))))
         rows = "".join(
-            f"<tr><th>{html.escape(str(k))}</th><td>{_cell(v)}</td></tr>"
-            for k, v in dict(record).items()
+            f"<tr><th>{html.escape(str(k))}</th><td>{_cell(v)}</td></tr>" for k, v in record.items()
         )
-        parts.append(f"<h2>{html.escape(str(name))}</h2><table class=prov>{rows}</table>")
+        parts.append(
+            f"<h2>Provenance: {html.escape(str(key))}</h2><table class=prov>{rows}</table>"
+        )
     style = (
         "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
         ".fig{display:flex;gap:1em}.legend{list-style:none;font-size:12px}"
         ".legend span{display:inline-block;width:10px;height:10px;margin-right:4px}"
         ".bar{background:#1f77b4;height:10px}td,th{padding:2px 8px;text-align:left;"
         "vertical-align:top}.prov td{white-space:pre-wrap;font-family:monospace}"
+        ".turn{border-left:3px solid #1f77b4;padding:0 1em;margin:1em 0}"
+        ".warn{color:#a04000}.meta{color:#666;font-size:12px}pre{white-space:pre-wrap}"
     )
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>C2S report</title>"
         f"<style>{style}</style></head><body>{''.join(parts)}"
         f"<footer><p>Made offline by c2s-desktop {__version__}.</p></footer></body></html>"
     )
+
+
+def _json_list(text: str) -> list[Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
+def _conversations_html(text: str) -> str:
+    """Summaries and answers, with their warnings, marker genes, model and prompt."""
+    out = ["<h2>Assistant: summaries and answers</h2>"]
+    for conv in _json_list(text):
+        if not isinstance(conv, dict):
+            continue
+        title = html.escape(str(conv.get("title", "")))
+        out.append(f"<h3>{title} ({int(conv.get('n_cells', 0)):,} cells)</h3>")
+        for turn in conv.get("turns", []):
+            if not isinstance(turn, dict):
+                continue
+            esc = {k: html.escape(str(v)) for k, v in turn.items() if not isinstance(v, list)}
+            head = "Summary" if turn.get("kind") == "summary" else f"Q: {esc.get('question', '')}"
+            status = turn.get("status", "done")
+            note = "" if status == "done" else f" <em>({html.escape(str(status))})</em>"
+            warnings = "".join(
+                f"<p class=warn>Warning: {html.escape(str(w))}</p>"
+                for w in turn.get("warnings", [])
+            )
+            markers = ", ".join(html.escape(str(m)) for m in turn.get("markers", []))
+            out.append(
+                f"<div class=turn><p><b>{head}</b>{note}</p><p>{esc.get('answer', '')}</p>"
+                f"{warnings}"
+                + (f"<p class=meta>Top genes: {markers}</p>" if markers else "")
+                + f"<p class=meta>model {esc.get('model', '')} (sha256 "
+                f"{esc.get('model_sha256', '') or 'n/a'}), template {esc.get('template_id', '')},"
+                f" {esc.get('time', '')}</p><details><summary>Prompt</summary>"
+                f"<pre>{esc.get('prompt', '')}</pre></details></div>"
+            )
+    return "".join(out)
+
+
+def _generated_html(text: str) -> str:
+    sentences = [str(s) for s in _json_list(text)]
+    items = "".join(f"<li><code>{html.escape(s[:300])}</code></li>" for s in sentences[:50])
+    return f"<h2>Generated cells ({len(sentences)})</h2><ol>{items}</ol>"
 
 
 def _cell(value: Any) -> str:
@@ -144,7 +211,11 @@ def _cell(value: Any) -> str:
 
 def write_report(path: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
     """Write :func:`render_report` to ``out`` atomically."""
-    text = render_report(path)
+    return write_html(render_report(path), out, overwrite=overwrite)
+
+
+def write_html(text: str, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write report HTML to ``out`` atomically."""
     with atomic_write(out, overwrite=overwrite) as fh:
         fh.write(text.encode("utf-8"))
     return Path(out)

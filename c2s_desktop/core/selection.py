@@ -7,6 +7,7 @@ Named selections persist in a per-file session (JSON, written atomically) so not
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -184,13 +185,24 @@ def session_file(data_path: str | Path) -> Path:
 
 
 def save_selections(path: str | Path, data_path: str | Path, model: SelectionModel) -> Path:
-    """Write the named selections of ``model`` to the session file ``path`` (atomic)."""
-    doc = {
-        "version": SESSION_VERSION,
-        "data": str(data_path),
-        "n_cells": model.n_cells,
-        "selections": {s.name: s.rows.tolist() for s in model.saved.values()},
-    }
+    """Write the named selections of ``model`` to the session file ``path`` (atomic).
+
+    Everything else a newer session holds (results, conversations: :mod:`.session`) is kept.
+    """
+    doc: dict = {}
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        old = json.loads(Path(path).read_text(encoding="utf-8"))
+        if isinstance(old, dict) and old.get("n_cells") == model.n_cells:
+            int(old.get("version", 1))
+            doc = old
+    doc.update(
+        {
+            "version": max(SESSION_VERSION, int(doc.get("version", 1))),
+            "data": str(data_path),
+            "n_cells": model.n_cells,
+            "selections": {s.name: s.rows.tolist() for s in model.saved.values()},
+        }
+    )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as fh:
         fh.write(json.dumps(doc).encode())

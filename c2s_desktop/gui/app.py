@@ -52,11 +52,16 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("C2S Desktop")
     app.setOrganizationName("C2S Desktop")
+    icon = resource_path("icons", "c2s-desktop-256.png")
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
+    app.setDesktopFileName("io.github.c2s_desktop")
     if args.self_test:
         from .selftest import self_test
 

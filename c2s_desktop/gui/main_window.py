@@ -1,7 +1,9 @@
 """The main window: data panel | embedding view | selection panel, jobs in the status bar.
 
-Widgets only show state and forward requests; every read of the expression matrix runs as a
-background job (:class:`JobRunner`), one current job per kind, so the window stays responsive.
+Widgets only show state and forward requests; every read of the expression matrix and every
+model call runs as a background job (:class:`JobRunner`), one current job per kind, so the
+window stays responsive. The model lives in :class:`EngineHost` (its own process); results of
+model tasks are kept in ``window.results`` (``"annotate"``, ``"embed"``, ...).
 """
 
 from __future__ import annotations
@@ -9,22 +11,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QByteArray, QEventLoop, QSettings, Qt, QTimer
+from PySide6.QtCore import QByteArray, QEventLoop, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
+    QToolBar,
+    QWidget,
 )
 
 from ..core.dataset import Dataset, DatasetInfo, open_dataset
 from ..core.embedding import PCA_KEY, compute_pca, gene_expression, gene_names
 from ..core.errors import C2SError, Cancelled
 from ..core.markers import top_genes
+from ..core.model_store import demo_model_path
 from ..core.progress import CancelToken, ProgressFn, no_progress
 from ..core.selection import (
     MODE_REPLACE,
@@ -35,13 +42,19 @@ from ..core.selection import (
     session_file,
 )
 from ..core.sentence_writer import cell_sentences
+from ..core.tasks.embed import EmbedOptions, EmbedResult, embed_cells
+from .audit_jobs import audited
 from .dialogs import show_error
+from .engine_host import MODEL_SLOT, EngineHost
 from .jobs import JobRunner
+from .panels.annotate import AnnotateController, AnnotatePanel
 from .panels.data import DataPanel
+from .panels.models import ModelManager, ModelPicker
 from .panels.selection import SelectionPanel
 from .plot import TOOL_LASSO, TOOL_PAN, TOOL_RECT, EmbeddingView
 
 MAX_RECENT = 10
+C2S_EMBEDDING = "X_c2s"
 
 
 def preferred_embedding(names: list[str]) -> str:
@@ -73,6 +86,11 @@ def _close(result: object) -> None:
 class MainWindow(QMainWindow):
     """Open a file (menu, toolbar, Ctrl+O, drag and drop, recent files), explore, select."""
 
+    dataset_closing = Signal()
+    """A newly opened file is about to replace the current dataset (save its work now)."""
+    dataset_loaded = Signal()
+    """A dataset was opened and shown."""
+
     def __init__(self) -> None:
         super().__init__()
         self.setWindowTitle("C2S Desktop")
@@ -83,24 +101,61 @@ class MainWindow(QMainWindow):
         self.selection = SelectionModel(0)
         self.embeddings: dict[str, np.ndarray] = {}
         self.last_error: QMessageBox | None = None
+        self.results: dict[str, object] = {}
+        self.result_models: dict[str, dict[str, str | None]] = {}
+        """Which model made each result (name, path, sha256, server), for provenance."""
+        """Results of model tasks on this dataset: "annotate" (AnnotateResult), "embed", ..."""
         self.runner = JobRunner(self)
+        self.engine_host = EngineHost(self.runner, self, self.settings)
+        self.model_manager: ModelManager | None = None
+        self.menus: dict[str, QMenu] = {}
         self.view = EmbeddingView()
         self.setCentralWidget(self.view)
         self.data_panel = DataPanel()
         self.selection_panel = SelectionPanel()
+        self.annotate_panel = AnnotatePanel()
         self._dock("Data", self.data_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self._dock("Selection", self.selection_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        selection_scroll = QScrollArea()  # the panel is tall: scroll rather than squeeze docks
+        selection_scroll.setWidgetResizable(True)
+        selection_scroll.setWidget(self.selection_panel)
+        selection_dock = self._dock(
+            "Selection", selection_scroll, Qt.DockWidgetArea.RightDockWidgetArea
+        )
+        self.annotate_dock = self._dock(
+            "Annotate", self.annotate_panel, Qt.DockWidgetArea.RightDockWidgetArea
+        )
+        self.tabifyDockWidget(selection_dock, self.annotate_dock)  # Tasks ▸ Annotate raises it
+        selection_dock.raise_()
+        self.annotate = AnnotateController(self, self.annotate_panel)
         self._build_status()
         self._build_actions()
         self._connect()
-        self._restore_settings()
+        QTimer.singleShot(0, self.engine_host.autoload)  # a small remembered model loads now
+        # -- workflow controllers (assistant, generate, export, session)
+        from .assistant import AssistantController
+        from .export_dialog import ExportController
+        from .generate import GenerateController
+        from .session import SessionController
+
+        self.assistant = AssistantController(self)
+        self.generator = GenerateController(self)
+        self.exporter = ExportController(self)
+        self.session = SessionController(self)
+        self._restore_settings()  # after every dock exists, so the saved layout covers them
 
     # -- construction --------------------------------------------------------------------------
-    def _dock(self, title: str, widget, area: Qt.DockWidgetArea) -> None:  # noqa: ANN001
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock_{title.lower()}")
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
+        if "view" in self.menus:
+            self.menus["view"].addAction(dock.toggleViewAction())
+        return dock
+
+    def add_dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        """Add a dock (object name ``dock_<title>``), listed in the View menu."""
+        return self._dock(title, widget, area)
 
     def _build_status(self) -> None:
         self.status = QLabel("Ready")
@@ -112,7 +167,9 @@ class MainWindow(QMainWindow):
         self.statusBar().addWidget(self.status, 1)
         for w in (self.job_label, self.progress, self.cancel_button):
             self.statusBar().addPermanentWidget(w)
-        self.statusBar().addPermanentWidget(QLabel("Offline"))
+        offline = QLabel("Offline")
+        offline.setToolTip("Nothing leaves this computer; only a model download you confirm does")
+        self.statusBar().addPermanentWidget(offline)
         self._show_busy(False)
 
     def _action(self, text: str, slot, shortcut=None, menu=None) -> QAction:  # noqa: ANN001
@@ -127,16 +184,49 @@ class MainWindow(QMainWindow):
 
     def _build_actions(self) -> None:
         bar = self.menuBar()
-        file_menu = bar.addMenu("&File")
+        m = self.menus
+        for key, title in (
+            ("file", "&File"),
+            ("edit", "&Edit"),
+            ("selection", "&Selection"),
+            ("model", "&Model"),
+            ("tasks", "&Tasks"),
+            ("view", "&View"),
+            ("help", "&Help"),
+        ):
+            m[key] = bar.addMenu(title)
+        file_menu = m["file"]
         self.open_action = self._action(
             "&Open…", self.choose_file, QKeySequence.StandardKey.Open, file_menu
         )
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self._refresh_recent()
-        self._action("&Export selection (CSV)…", self.choose_export, "Ctrl+E", file_menu)
+        self.export_csv_action = self._action(
+            "&Export selection (CSV)…", self.choose_export, "Ctrl+E", file_menu
+        )
         file_menu.addSeparator()
-        self._action("&Quit", self.close, QKeySequence.StandardKey.Quit, file_menu)
-        sel = bar.addMenu("&Selection")
+        self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        file_menu.addAction(self.quit_action)
+        self._action("Cancel lasso / running work", self._escape, "Esc", m["edit"])
+        model = m["model"]
+        self.models_action = self._action("&Models…", self.show_model_manager, "Ctrl+M", model)
+        self._action(
+            "Load the &demo model", lambda: self.load_model(demo_model_path()), None, model
+        )
+        self.restart_action = self._action(
+            "&Restart model", lambda: self.engine_host.restart(), None, model
+        )
+        self._action("&Unload model", self.engine_host.unload, None, model)
+        model.addSeparator()
+        self._action("Connect to a &server…", self.connect_server, None, model)
+        tasks = m["tasks"]
+        self.annotate_action = self._action(
+            "&Annotate cell types…", self.show_annotate, "Ctrl+Shift+N", tasks
+        )
+        self.embed_action = self._action("&Embed cells", self.embed_cells, "Ctrl+Shift+B", tasks)
+        self._action("&Audit log…", self.show_audit_log, None, m["help"])
+        self._action("&About C2S Desktop", self._about, None, m["help"])
+        sel = m["selection"]
         for text, tool, key in (
             ("&Pan / zoom", TOOL_PAN, "P"),
             ("&Lasso", TOOL_LASSO, "L"),
@@ -147,13 +237,16 @@ class MainWindow(QMainWindow):
         self._action("&Save selection", self._save_shortcut, "Ctrl+S", sel)
         self._action("Select &all", self.select_all, "Ctrl+A", sel)
         self._action("&Clear selection", self.clear_selection, "Ctrl+Shift+A", sel)
-        self._action("Cancel lasso / work", self._escape, "Esc")
-        view_menu = bar.addMenu("&View")
         for dock in self.findChildren(QDockWidget):
-            view_menu.addAction(dock.toggleViewAction())
-        tools = self.addToolBar("Main")
+            m["view"].addAction(dock.toggleViewAction())
+        tools = self.toolbar = QToolBar("Main")
         tools.setObjectName("toolbar_main")
+        self.addToolBar(tools)
         tools.addAction(self.open_action)
+        self.model_picker = ModelPicker(self)
+        tools.addWidget(self.model_picker)
+        tools.addAction(self.annotate_action)
+        tools.addAction(self.embed_action)
 
     def _connect(self) -> None:
         self.runner.progress.connect(self._on_progress)
@@ -171,6 +264,8 @@ class MainWindow(QMainWindow):
         panel.delete_requested.connect(self.delete_selection)
         panel.export_requested.connect(self.choose_export)
         panel.sentences_requested.connect(self._request_sentences)
+        self.engine_host.changed.connect(self._model_changed)
+        self.engine_host.crashed.connect(lambda line: self.status.setText(f"Model stopped: {line}"))
 
     def _restore_settings(self) -> None:
         geometry = self.settings.value("window/geometry")
@@ -217,15 +312,22 @@ class MainWindow(QMainWindow):
     def _loaded(self, result: tuple[Dataset, DatasetInfo]) -> None:
         for slot in ("gene", "pca", "markers", "sentences", "reselect"):
             self.runner.cancel(slot)
+        if self.dataset is not None:
+            self.dataset_closing.emit()
         old, (self.dataset, info) = self.dataset, result
         if old is not None:
             self._close_when_idle(old)
         ds = self.dataset
         self.embeddings = {}
+        self.results.clear()
+        self.result_models.clear()
         self.selection = SelectionModel(ds.n_cells)
         self.data_panel.show_dataset(ds, info)
         categories = list(info.obs_columns)
         self.selection_panel.set_obs(ds.obs, categories)
+        self.annotate_panel.set_obs(ds.obs, categories)
+        self.annotate_panel.show_result(None)
+        self.annotate.update_estimate()
         self.view.set_dataset(
             ds.obs, ds.cell_ids, list(info.embeddings), categories, gene_names(ds)
         )
@@ -239,6 +341,7 @@ class MainWindow(QMainWindow):
         )
         self._remember(info.path)
         self._load_session()
+        self.dataset_loaded.emit()
 
     def _remember(self, path: str) -> None:
         recent = [path] + [p for p in self.recent_files() if p != path]
@@ -425,6 +528,135 @@ class MainWindow(QMainWindow):
         self.status.setText(f"Exported {len(self.selection.current):,} cells to {out}")
         return out
 
+    # -- model and model tasks -----------------------------------------------------------------
+    def show_model_manager(self) -> ModelManager:
+        if self.model_manager is None:
+            self.model_manager = ModelManager(self)
+        else:
+            self.model_manager.refresh()
+        self.model_manager.show()
+        self.model_manager.raise_()
+        return self.model_manager
+
+    def load_model(self, path: Path) -> bool:
+        """Load the GGUF ``path`` in the background (remembered for the next start)."""
+        if not self.engine_host.load(Path(path)):
+            self.model_busy()
+            return False
+        return True
+
+    def model_busy(self) -> None:
+        self.status.setText("The model is busy with another task: Cancel (Esc) stops it")
+
+    def no_model(self) -> None:
+        self.status.setText("No model loaded: choose one in Model ▸ Models… (Ctrl+M)")
+        self.show_model_manager()
+
+    def _model_changed(self) -> None:
+        self.restart_action.setEnabled(self.engine_host.info is not None)
+
+    def show_annotate(self) -> None:
+        self.annotate_dock.show()
+        self.annotate_dock.raise_()
+        self.annotate.update_estimate()
+        self.annotate_panel.start_button.setFocus()
+
+    def add_obs_category(self, column: str, show: bool = True) -> None:
+        """Make an obs column added in memory (e.g. ``c2s_cell_type``) a category everywhere."""
+        if self.dataset is None:
+            return
+        categories = list(self.dataset.categorical_obs())
+        self.selection_panel.set_obs(self.dataset.obs, categories)
+        self.view.add_category(column, show)
+        self._show_selection(self.selection.current)
+
+    def embed_cells(self) -> None:
+        """C2S embedding of the selection (all cells when none) → the "X_c2s" embedding."""
+        if self.dataset is None:
+            self.status.setText("Open a dataset first, then embed cells")
+            return
+        if self.runner.is_busy(MODEL_SLOT):
+            self.model_busy()
+            return
+        if not self.engine_host.ensure(self._start_embed):
+            self.no_model()
+
+    def _start_embed(self) -> None:
+        if self.dataset is None:
+            return
+        sel = self.selection.current
+        rows = np.asarray(sel, dtype=np.int64) if len(sel) else None
+        n = len(rows) if rows is not None else self.dataset.n_cells
+        self.status.setText(f"Embedding {n:,} cells with the C2S model…")
+
+        def run(dataset, options, progress, cancel) -> EmbedResult:  # noqa: ANN001
+            engine = self.engine_host.engine()
+            return embed_cells(dataset, engine, options, progress=progress, cancel=cancel)
+
+        ds = self.dataset
+        self.runner.start(
+            MODEL_SLOT,
+            audited(self, "embed", run, params={"cells": n}),
+            ds,
+            EmbedOptions(rows=rows),
+            on_success=lambda result: self._embedded(result) if self.dataset is ds else None,
+            on_failure=lambda exc: self._model_failed(exc, "Embedding failed"),
+        )
+
+    def _embedded(self, result: EmbedResult) -> None:
+        if self.dataset is None:
+            return
+        xy = np.full((self.dataset.n_cells, 2), np.nan, dtype=np.float32)
+        xy[result.rows] = result.layout
+        self.results["embed"] = result
+        self.result_models["embed"] = self.engine_host.model_record()
+        self.embeddings[C2S_EMBEDDING] = xy
+        self.view.add_embedding(C2S_EMBEDDING)
+        self.show_embedding(C2S_EMBEDDING)
+        missing = self.dataset.n_cells - len(result.rows)
+        self.status.setText(
+            f"C2S embedding of {len(result.rows):,} cells ({result.embedding.shape[1]} dims) "
+            f"shown as {C2S_EMBEDDING}"
+            + (f"; {missing:,} cells not embedded are not drawn" if missing else "")
+        )
+
+    def _model_failed(self, exc: BaseException, title: str) -> None:
+        if not self.engine_host.handle_failure(exc):
+            self._failed(exc, title)
+
+    def connect_server(self) -> bool:
+        """Ask for an OpenAI-compatible server and use its model instead of a local one."""
+        from .panels.server import ServerDialog
+
+        dialog = ServerDialog(self)
+        if dialog.exec() != ServerDialog.DialogCode.Accepted:
+            return False
+        if not self.engine_host.connect_server(dialog.options()):
+            self.model_busy()
+            return False
+        return True
+
+    def show_audit_log(self) -> None:
+        from .audit_dialog import AuditDialog
+
+        AuditDialog(self).open()
+
+    def _about(self) -> None:
+        from .. import __version__
+
+        try:
+            from ..core.engine.backend import backend_info
+
+            backend = backend_info().summary()
+        except Exception as exc:  # noqa: BLE001 - the About box must open regardless
+            backend = f"unknown ({exc})"
+        QMessageBox.about(
+            self,
+            "About C2S Desktop",
+            f"C2S Desktop {__version__}\nCell2Sentence language models on single-cell data, "
+            f"offline.\n\nModels run on: {backend}",
+        )
+
     # -- jobs and errors -----------------------------------------------------------------------
     def cancel_jobs(self) -> None:
         self.runner.cancel()
@@ -484,6 +716,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/state", self.saveState())
         self.runner.cancel()
         self.runner.wait()
+        self.engine_host.close()
         if self.dataset is not None:
             self.dataset.close()
         super().closeEvent(event)

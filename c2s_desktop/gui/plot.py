@@ -317,6 +317,16 @@ class EmbeddingView(QWidget):
         self.embedding_box.setCurrentText(name)
         self.pca_button.hide()
 
+    def add_category(self, column: str, show: bool = True) -> None:
+        """List a new obs column (added to ``obs`` in memory) and colour by it when ``show``."""
+        if self.colour_box.findText(column) < 0:
+            self.colour_box.addItem(column)
+        if show:
+            if self.colour_box.currentText() == column:
+                self._colour_chosen(column)  # same name, new values: refresh legend and colours
+            else:
+                self.colour_box.setCurrentText(column)
+
     def set_embedding(self, xy: np.ndarray) -> None:
         """Show the first two columns of ``xy`` (cells × d) and fit the view to them."""
         self.xy = np.ascontiguousarray(xy[:, :2], dtype=np.float32)

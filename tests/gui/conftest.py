@@ -14,6 +14,7 @@ def isolated(tmp_path, monkeypatch):
 
     monkeypatch.setenv("C2S_SESSION_DIR", str(tmp_path / "sessions"))
     monkeypatch.setenv("C2S_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.setenv("C2S_MODELS_DIR", str(tmp_path / "models"))
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "cfg"))
     return tmp_path
@@ -55,3 +56,24 @@ def loaded(qtbot, window, real_h5ad):
         lambda: window.dataset is not None and not window.runner.is_busy(), timeout=30_000
     )
     return window
+
+
+@pytest.fixture
+def models_dir(isolated):
+    """The (empty) models folder of the isolated settings."""
+    return isolated / "models"
+
+
+@pytest.fixture
+def with_model(qtbot, loaded):
+    """The PBMC window with the bundled demo model loaded (one thread) and idle."""
+    from c2s_desktop.core.model_store import demo_model_path
+    from c2s_desktop.gui.engine_host import RunOptions
+
+    # One thread: on a busy 2-core machine llama.cpp's thread pool spin-waits (7x slower).
+    loaded.engine_host.set_options(RunOptions(threads=1))
+    assert loaded.load_model(demo_model_path())
+    qtbot.waitUntil(
+        lambda: loaded.engine_host.is_loaded() and not loaded.runner.is_busy(), timeout=30_000
+    )
+    return loaded

@@ -29,6 +29,8 @@ class GenerateOptions:
     top_p: float = 0.95
     seed: int = 0
     template_index: int = 0
+    max_tokens: int | None = None
+    """Tokens per generated cell (default: enough for ``n_genes`` gene names)."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ def generate_cells(
     for i in range(options.n_cells):
         check_cancel(cancel)
         params = GenerateParams(
-            max_tokens=job.n_genes * 6 + 16,
+            max_tokens=options.max_tokens or job.n_genes * 6 + 16,
             temperature=options.temperature,
             top_k=options.top_k,
             top_p=options.top_p,
