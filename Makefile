@@ -12,7 +12,7 @@ DEMO_MODEL := resources/demo/c2s-demo-pbmc.q8_0.gguf
 
 export GGML_NO_BACKTRACE := 1
 
-.PHONY: demo test lint bench fuzz clean venv dev
+.PHONY: demo test lint bench fuzz clean venv dev package package-test deb
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ demo: $(VENV)/.app-installed
 test: $(VENV)/.dev-installed
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q tests
 
+# Longer fuzzing than `make test` (50 examples per target there): C2S_FUZZ_EXAMPLES per target.
+FUZZ_EXAMPLES ?= 5000
+fuzz: $(VENV)/.dev-installed
+	C2S_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q \
+		-p no:cacheprovider tests/fuzz
+
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -61,4 +67,51 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python resources/demo/evaluate_demo_model.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info demo_annotated.h5ad demo_report.html
+	rm -rf $(VENV) $(PKG_VENV) build dist *.egg-info demo_annotated.h5ad demo_report.html
+
+# --- Packaging (docs/BUILD.md) -------------------------------------------------------------
+# A build venv of its own, from the app's dependencies only (no dev extras: torch, transformers
+# and the test tools never reach the bundle), reusing the cached llama-cpp-python wheel.
+# GPU variants: LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_CUDA=on" (or -DGGML_VULKAN=on,
+# -DGGML_METAL=on) builds and caches a separate wheel; PKG_VENV keeps one build venv per variant.
+PKG_VENV ?= .venv-package
+PKG_BIN := $(PKG_VENV)/bin
+BUNDLE := dist/c2s-desktop
+BUNDLE_STAMP := dist/.c2s-desktop-built
+PKG_SOURCES := packaging/c2s_desktop.spec $(shell find c2s_desktop quantize/c2s_quantize resources \
+	packaging/entry packaging/hooks -type f -not -path '*/__pycache__/*' 2>/dev/null)
+
+$(PKG_VENV)/.installed-$(LLAMA_KEY): pyproject.toml quantize/pyproject.toml $(WHEELS)/.built
+	rm -rf $(PKG_VENV)
+	$(PYTHON) -m venv $(PKG_VENV)
+	$(PKG_BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(PKG_BIN)/pip install --quiet --find-links $(WHEELS) llama-cpp-python==$(LLAMA_VERSION)
+	$(PKG_BIN)/pip install --quiet --find-links $(WHEELS) -e quantize -e ".[package]"
+	echo "$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)" > $(PKG_VENV)/llama-variant
+	touch $@
+
+$(BUNDLE_STAMP): $(PKG_VENV)/.installed-$(LLAMA_KEY) $(PKG_SOURCES)
+	rm -rf $(BUNDLE)
+	$(PKG_BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist \
+		--workpath build/pyinstaller packaging/c2s_desktop.spec
+	cp $(PKG_VENV)/llama-variant $(BUNDLE)/_internal/llama-variant
+	du -sh $(BUNDLE)
+	touch $@
+
+package: $(BUNDLE_STAMP)
+
+deb: $(BUNDLE_STAMP)
+	packaging/linux/build_deb.sh $(BUNDLE) dist
+
+# The .deb (built and inspected), then the bundle in a clean environment: no Python on PATH or
+# in the file system (a chroot holding only the bundle and the system libraries it links, and
+# env -i on the host).
+# With the dev venv present, a tiny checkpoint also goes through the frozen c2s-quantize.
+PKG_TEST_CKPT := $(if $(wildcard $(VENV)/.dev-installed),build/package-test/tiny-gptneox)
+
+build/package-test/tiny-gptneox: | $(VENV)/.dev-installed
+	$(BIN)/python packaging/linux/make_test_checkpoint.py $@
+
+package-test: $(BUNDLE_STAMP) $(PKG_TEST_CKPT)
+	packaging/linux/build_deb.sh $(BUNDLE) dist --check
+	DEB=$$(ls -t dist/c2s-desktop_*.deb | head -1) packaging/linux/package_test.sh $(BUNDLE) $(PKG_TEST_CKPT)
