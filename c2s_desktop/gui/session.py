@@ -233,6 +233,8 @@ class SessionController(QObject):
             generator.set_sets(state.generated)
         if len(state.current):
             w.set_selection(state.current)
+        if assistant is not None:
+            assistant.refresh()  # show the restored selection's conversation now
 
     def _show_result(self, key: str, value: object) -> None:
         """Let the window show a restored result: the annotate controller's ``apply`` (obs
