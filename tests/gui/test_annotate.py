@@ -45,6 +45,8 @@ def test_annotate_selection_per_cell_end_to_end(qtbot, with_model):
     assert len(candidates) == 10
     w.annotate_action.trigger()  # Tasks ▸ Annotate shows the dock
     panel.start_button.click()
+    # measured on the first cell, then annotated: the runner is idle for a moment in between
+    qtbot.waitUntil(lambda: "annotate" in w.results, timeout=T)
     idle(qtbot, w)
     assert w.last_error is None
     result = w.results["annotate"]
@@ -126,6 +128,7 @@ def test_representative_with_clusters_and_typed_candidates(qtbot, with_model):
     n_clusters = w.dataset.obs["louvain"].nunique()
     assert f"700 cells, {n_clusters} scored" in panel.estimate.text()
     panel.start_button.click()
+    qtbot.waitUntil(lambda: "annotate" in w.results, timeout=T)
     idle(qtbot, w)
     result = w.results["annotate"]
     assert result.mode == MODE_REPRESENTATIVE and len(result.scored_rows) == n_clusters
