@@ -14,15 +14,18 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QSettings, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from ..core.engine.base import Engine, EngineCrashed, EngineError, EngineOptions, ModelInfo
-from ..core.engine.remote import ServerOptions
 from ..core.errors import Cancelled
 from ..core.model_store import cached_sha256
 from .jobs import Job, JobRunner
+
+if TYPE_CHECKING:  # the HTTP client is imported only when a server is used
+    from ..core.engine.remote import ServerOptions
 
 MODEL_SLOT = "model"
 HASH_SLOT = "model-hash"
