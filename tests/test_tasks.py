@@ -148,3 +148,22 @@ def test_custom_template(ds, engine):
     tmpl = Template("custom/t", "custom", "Cell sentence: {cell_sentence}.\nCell type:", "")
     res = run_template(ds, engine, CustomOptions(template=tmpl, rows=np.arange(3), n_genes=20))
     assert len(res.answers) == 3 and res.prompts[0].startswith("Cell sentence: ")
+
+
+def test_per_cell_prompt_longer_than_the_context_is_shortened(ds):
+    """A 200-gene prompt does not fit 256 tokens: the top genes that fit are kept (warning)."""
+    labels = tuple(sorted(ds.obs["cell_type"].astype(str).unique()))
+    rows = np.arange(3)
+    with LocalEngine(DEMO_MODEL, EngineOptions(n_ctx=256, threads=2)) as small:
+        full = template(CELL_TYPE_PREDICTION).format(
+            **prompt_values(
+                organism=ds.organism, n_genes=200, sentence=cell_sentences(ds, rows[:1])[0]
+            )
+        )
+        assert len(small.tokenize(full)) > 256  # the premise: the whole prompt cannot fit
+        res = annotate(ds, small, AnnotateOptions(candidates=labels, mode=MODE_PER_CELL, rows=rows))
+    assert len(res.labels) == 3 and set(res.labels) <= set(labels)
+    shortened = [w for w in res.warnings if "shortened" in w]
+    assert len(shortened) == 1 and "3 cell prompts" in shortened[0] and "256 tokens" in shortened[0]
+    fewest = int(shortened[0].split("as few as ")[1].split()[0])
+    assert 20 <= fewest < 200

@@ -34,11 +34,13 @@ from ..prompts import (
     template,
 )
 from ..sentence_writer import cell_sentences
-from .common import setup
+from .common import CellPromptFitter, setup
 
 MODE_AUTO = "auto"
 MODE_PER_CELL = "per-cell"
 MODE_REPRESENTATIVE = "representative"
+_DISCOVER_TOKENS = 32
+"""Longest greedy answer when the model proposes the candidate labels itself."""
 
 
 @dataclass(frozen=True)
@@ -100,8 +102,8 @@ def annotate(
     if mode not in (MODE_PER_CELL, MODE_REPRESENTATIVE):
         raise DataError(f"unknown annotation mode '{mode}'", hint="per-cell or representative")
 
-    def prompt_for(sentence: str) -> str:
-        values = prompt_values(organism=dataset.organism, n_genes=job.n_genes, sentence=sentence)
+    def build(sentence: str, n_genes: int) -> str:
+        values = prompt_values(organism=dataset.organism, n_genes=n_genes, sentence=sentence)
         return tmpl.format(**values)
 
     clusters = coords = None
@@ -110,9 +112,12 @@ def annotate(
         progress(0.0, "finding representative cells")
         clusters, coords = _clusters(dataset, job.rows, options, progress, cancel)
         scored = _representatives(clusters, coords, options.per_cluster, job.rows)
-    candidates = _candidates(dataset, engine, options, scored, prompt_for, cancel)
+    discover = CellPromptFitter(engine, build, job.n_genes, reserve=_DISCOVER_TOKENS + 1)
+    candidates = _candidates(dataset, engine, options, scored, discover, cancel)
     sentences = cell_sentences(dataset, scored, top_k=job.n_genes)
     continuations = [label_continuation(c) for c in candidates]
+    longest = max(len(engine.tokenize(c)) for c in continuations)
+    prompt_for = CellPromptFitter(engine, build, job.n_genes, reserve=longest + 1)
     probs = np.zeros((len(scored), len(candidates)), dtype=np.float64)
     t0 = time.perf_counter()
     n_done = 0
@@ -129,7 +134,7 @@ def annotate(
             f"{_duration(left)} left",
         )
 
-    warnings = job.warnings
+    warnings = job.warnings + tuple(filter(None, [discover.warning()]))
     if isinstance(engine, BatchScorer):  # e.g. a server: several cells in flight at once
         prompts = [prompt_for(s) for s in sentences]
         engine.score_many(prompts, continuations, scored_cell, cancel=cancel)
@@ -139,6 +144,7 @@ def annotate(
             check_cancel(cancel)
             scored_cell(i, engine.score(prompt_for(sentence), continuations, cancel=cancel))
     per_cell = (time.perf_counter() - t0) / max(1, len(sentences))
+    warnings += tuple(filter(None, [prompt_for.warning()]))
     if mode == MODE_PER_CELL:
         labels = np.array([candidates[j] for j in probs.argmax(axis=1)], dtype=object)
         return AnnotateResult(
@@ -232,7 +238,7 @@ def _candidates(dataset, engine, options, sample_rows, prompt_for, cancel):  # n
         pick = np.sort(
             rng.choice(sample_rows, min(options.discover_cells, len(sample_rows)), replace=False)
         )
-        params = GenerateParams(max_tokens=32, temperature=0.0, stop=("\n",))
+        params = GenerateParams(max_tokens=_DISCOVER_TOKENS, temperature=0.0, stop=("\n",))
         labels = []
         for sentence in cell_sentences(dataset, pick, top_k=None):
             check_cancel(cancel)

@@ -134,3 +134,56 @@ def fit_prompt(
             f"{context_size(engine)} tokens"
         )
     return prompt, n, warnings
+
+
+class CellPromptFitter:
+    """Builds one-cell prompts, keeping the top genes that fit the context (``reserve`` free).
+
+    ``build(sentence, n)`` formats the prompt with the first ``n`` genes. Prompts are tokenized
+    only when they may be too long: the tokens per character seen so far give a safe estimate,
+    so a server is not asked to tokenize every cell.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        build: Callable[[str, int], str],
+        n_genes: int,
+        reserve: int,
+        min_genes: int = 20,
+    ) -> None:
+        self._engine = engine
+        self._build = build
+        self.n_genes = n_genes
+        self.context = context_size(engine)
+        self.limit = self.context - reserve
+        self._min_genes = min_genes
+        self._ratio = 0.0  # the most tokens per character measured so far
+        self.shortened = 0
+        self.fewest = n_genes
+
+    def __call__(self, sentence: str) -> str:
+        n = min(self.n_genes, len(sentence.split()))
+        prompt = self._build(sentence, n)
+        if self._ratio and len(prompt) * self._ratio < 0.8 * self.limit:
+            return prompt
+        used = len(self._engine.tokenize(prompt))
+        self._ratio = max(self._ratio, used / max(1, len(prompt)))
+        if used <= self.limit:
+            return prompt
+        while used > self.limit and n > self._min_genes:
+            n = max(self._min_genes, int(n * self.limit / used * 0.95))
+            prompt = self._build(sentence, n)
+            used = len(self._engine.tokenize(prompt))
+        self.shortened += 1
+        self.fewest = min(self.fewest, n)
+        return prompt
+
+    def warning(self) -> str | None:
+        """What was shortened, or None."""
+        if not self.shortened:
+            return None
+        return (
+            f"{self.shortened:,} cell prompts shortened (to as few as {self.fewest} of "
+            f"{self.n_genes} genes) to fit the model's context of {self.context} tokens"
+        )
