@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +17,63 @@ import pandas as pd
 from .. import __version__
 from .anndata_io import read_elem
 from .atomic import atomic_write
-from .errors import DataError, InputFileError
-from .palette import PALETTE
+from .dataset import Dataset, open_dataset
+from .errors import C2SError, DataError, InputFileError
+from .model_store import cached_sha256, demo_model_path
+from .progress import CancelToken, ProgressFn, no_progress
+from .report_markers import DotPlot, dot_plots, markers_section
+from .report_sections import (
+    CELL_TYPE,
+    CLUSTER,
+    LOW_CONFIDENCE,
+    agreement_section,
+    as_mapping,
+    label_column,
+    low_confidence_section,
+    map_section,
+    methods_section,
+    qc_section,
+    section,
+)
+from .report_svg import MAX_POINTS
 
-MAX_POINTS = 20_000
-LOW_CONFIDENCE = 0.5
+PREPROCESS_UNS = "c2s_preprocess"
+__all__ = ["LOW_CONFIDENCE", "MAX_POINTS", "render_report", "render_results", "write_report"]
+
+_EMPTY_HINT = "run c2s annotate/embed/summarize or c2s preprocess with -o first"
+_STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.4}"
+    ".fig{display:flex;gap:1em}.row{display:flex;flex-wrap:wrap;gap:1.5em}"
+    ".legend{list-style:none;font-size:12px;padding:0}"
+    ".legend span{display:inline-block;width:10px;height:10px;margin-right:4px}"
+    ".bar{background:#1f77b4;height:10px}td,th{padding:2px 8px;text-align:left;"
+    "vertical-align:top}.prov td{white-space:pre-wrap;font-family:monospace}"
+    ".turn{border-left:3px solid #1f77b4;padding:0 1em;margin:1em 0}"
+    ".warn{color:#a04000}.meta{color:#666;font-size:12px}pre{white-space:pre-wrap}"
+    ".lead{font-size:1.05em;background:#f4f6fa;padding:.5em .8em;border-radius:4px}"
+    ".num{text-align:right;font-variant-numeric:tabular-nums}.scroll{overflow-x:auto}"
+    ".matrix td,.matrix th{border:1px solid #ddd;font-size:12px}"
+    ".rot{height:9em;vertical-align:bottom;white-space:nowrap}"
+    ".rot span{display:inline-block;transform:rotate(-60deg);transform-origin:left bottom;"
+    "width:1.5em}.kv th{font-weight:normal;color:#444}section{margin-bottom:2em}"
+)
 
 
-def _load(path: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, Any]]:
+@dataclass(frozen=True)
+class ReportInputs:
+    """What a report is made from: obs, 2-D obsm, ``uns['c2s']``, ``uns['c2s_preprocess']`` and
+    scanpy's ``uns['rank_genes_groups']`` (empty when absent)."""
+
+    obs: pd.DataFrame
+    obsm: dict[str, np.ndarray]
+    records: dict[str, Any]
+    preprocess: dict[str, Any]
+    rank_genes: dict[str, Any]
+
+
+def load_inputs(path: str | Path) -> ReportInputs:
+    """Read the parts of an ``.h5ad`` a report uses (no expression matrix)."""
+    path = Path(path)
     if not path.is_file():
         raise InputFileError("file not found", path=path, hint="give an .h5ad written by c2s")
     try:
@@ -33,7 +84,10 @@ def _load(path: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, An
                 for k, v in f.get("obsm", {}).items()
                 if isinstance(v, h5py.Dataset) and v.ndim == 2
             }
-            uns = read_elem(f["uns/c2s"]) if "uns/c2s" in f else {}
+            parts = {
+                key: read_elem(f[f"uns/{key}"]) if f"uns/{key}" in f else {}
+                for key in ("c2s", PREPROCESS_UNS, "rank_genes_groups")
+            }
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input problem
         raise InputFileError(
             f"cannot read results ({exc.__class__.__name__}: {exc})",
@@ -44,61 +98,44 @@ def _load(path: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, An
         raise InputFileError(
             "obs is not a table", path=path, hint="give an .h5ad written by a c2s command"
         )
-    return obs, obsm, uns
-
-
-def _scatter_svg(xy: np.ndarray, labels: pd.Series | None, size: int = 520) -> str:
-    rng = np.random.default_rng(0)
-    idx = np.flatnonzero(np.isfinite(xy[:, :2]).all(axis=1))
-    if labels is not None:
-        idx = idx[pd.Series(labels).notna().to_numpy()[idx]]
-    if len(idx) > MAX_POINTS:
-        idx = np.sort(rng.choice(idx, MAX_POINTS, replace=False))
-    pts = xy[idx, :2].astype(float)
-    lo, hi = pts.min(axis=0), pts.max(axis=0)
-    scaled = (pts - lo) / np.where(hi - lo == 0, 1, hi - lo) * (size - 20) + 10
-    cats = (
-        list(pd.Series(labels).astype(str).value_counts().index)
-        if labels is not None
-        else ["cells"]
-    )
-    colour = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(cats)}
-    values = labels.astype(str).to_numpy()[idx] if labels is not None else ["cells"] * len(idx)
-    dots = "".join(
-        f'<circle cx="{x:.1f}" cy="{size - y:.1f}" r="1.6" fill="{colour[v]}"/>'
-        for (x, y), v in zip(scaled, values, strict=True)
-    )
-    legend = "".join(
-        f'<li><span style="background:{colour[c]}"></span>{html.escape(c)}</li>' for c in cats[:30]
-    )
-    return (
-        f'<div class="fig"><svg width="{size}" height="{size}" viewBox="0 0 {size} {size}">'
-        f"{dots}</svg><ul class=legend>{legend}</ul></div>"
+    mappings = {k: dict(v) if isinstance(v, Mapping) else {} for k, v in parts.items()}
+    return ReportInputs(
+        obs, obsm, mappings["c2s"], mappings[PREPROCESS_UNS], mappings["rank_genes_groups"]
     )
 
 
 def _bars(counts: pd.Series) -> str:
     top = max(1, int(counts.max()))
     rows = "".join(
-        f"<tr><td>{html.escape(str(k))}</td><td>{v:,}</td><td><div class=bar "
+        f"<tr><td>{html.escape(str(k))}</td><td class=num>{v:,}</td><td><div class=bar "
         f'style="width:{300 * v / top:.0f}px"></div></td></tr>'
         for k, v in counts.items()
     )
     return f"<table><tr><th>label</th><th>cells</th><th></th></tr>{rows}</table>"
 
 
-def render_report(path: str | Path) -> str:
-    """The report HTML for the results in ``path``."""
+def render_report(
+    path: str | Path, progress: ProgressFn = no_progress, cancel: CancelToken | None = None
+) -> str:
+    """The report HTML for the results in ``path`` (C2S results and/or a prepared file)."""
     p = Path(path)
-    obs, obsm, uns = _load(p)
+    inputs = load_inputs(p)
+    obs, obsm = inputs.obs, inputs.obsm
     result_cols = [c for c in obs.columns if str(c).startswith("c2s_")]
-    if not result_cols and not uns and not any(k.startswith("X_c2s") for k in obsm):
-        raise DataError(
-            "no C2S results in this file",
-            path=p,
-            hint="run c2s annotate/embed/summarize with -o first",
-        )
-    return render_results(p.name, obs, obsm, uns)
+    has_map = any(k.startswith("X_c2s") for k in obsm)
+    if not result_cols and not inputs.records and not has_map and not inputs.preprocess:
+        raise DataError("no C2S results in this file", path=p, hint=_EMPTY_HINT)
+    plots: list[DotPlot] = []
+    notes: list[str] = []
+    if CLUSTER in obs or CELL_TYPE in obs:
+        try:
+            with open_dataset(p) as ds:
+                plots = dot_plots(ds, inputs.rank_genes, progress, cancel)
+        except C2SError as exc:  # the rest of the report does not need the matrix
+            notes.append(f"Marker dot plots left out: {exc}")
+    return render_results(
+        p.name, obs, obsm, inputs.records, preprocess=inputs.preprocess, plots=plots, notes=notes
+    )
 
 
 def render_results(
@@ -106,28 +143,46 @@ def render_results(
     obs: pd.DataFrame,
     obsm: Mapping[str, np.ndarray],
     uns: Mapping[str, Any],
+    *,
+    preprocess: Mapping[str, Any] | None = None,
+    plots: list[DotPlot] | None = None,
+    dataset: Dataset | None = None,
+    notes: list[str] | None = None,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken | None = None,
 ) -> str:
-    """The report HTML for results held in memory: ``obs`` columns ``c2s_*``, 2-D ``obsm``
-    embeddings, and ``uns['c2s']`` records (provenance; a record with a ``conversations`` JSON
-    list is shown as the assistant's answers, one with ``sentences`` as generated cells)."""
-    parts = [f"<h1>C2S Desktop report</h1><p>{html.escape(name)} — {len(obs):,} cells</p>"]
-    labels = obs.get("c2s_cell_type")
-    for key in ("X_umap", "X_c2s_2d", "X_tsne", "X_pca", "X_c2s", *obsm):
-        if key in obsm and obsm[key].ndim == 2 and obsm[key].shape[1] >= 2:
-            parts.append(f"<h2>Cells ({html.escape(key)})</h2>" + _scatter_svg(obsm[key], labels))
-            break
-    if labels is not None:
+    """The report HTML for results held in memory: ``obs`` (``c2s_*`` results and any labels),
+    2-D ``obsm`` embeddings, ``uns['c2s']`` records (provenance; a record with a
+    ``conversations`` JSON list is shown as the assistant's answers, one with ``sentences`` as
+    generated cells) and ``uns['c2s_preprocess']``. With an open ``dataset`` (the file the
+    results belong to), its obs columns, preprocessing record and marker dot plots join in."""
+    notes = list(notes or [])
+    prep = dict(preprocess or {})
+    if dataset is not None:
+        obs, prep, plots = _with_dataset(dataset, obs, prep, plots, notes, progress, cancel)
+    known = label_column(obs, uns)
+    ari = as_mapping(prep.get("ari"))
+    parts = [_summary(name, obs, uns, prep)]
+    parts.append(qc_section(prep, obs))
+    parts.append(map_section(obs, obsm))
+    parts.append(markers_section(plots or []))
+    parts.append(agreement_section(obs, known, ari))
+    parts.append(low_confidence_section(obs, known))
+    labels = obs.get(CELL_TYPE)
+    if labels is not None and labels.notna().any():
         counts = labels.dropna().astype(str).value_counts()
-        parts.append("<h2>Predicted cell types</h2>" + _bars(counts))
-        if "c2s_cell_type_prob" in obs:
-            prob = obs["c2s_cell_type_prob"].astype(float)
-            low = obs.index[prob < LOW_CONFIDENCE]
-            parts.append(
-                f"<p>{len(low):,} cells with probability below {LOW_CONFIDENCE}"
-                f" (median probability {np.nanmedian(prob):.2f}).</p>"
+        parts.append(
+            section(
+                "labels",
+                "Predicted cell types",
+                "How many cells received each predicted type.",
+                _bars(counts),
             )
+        )
+    parts.extend(f"<p class=warn>{html.escape(n)}</p>" for n in notes)
+    records = []
     for key, record in uns.items():
-        record = dict(record)
+        record = dict(record) if isinstance(record, Mapping) else {"value": record}
         if "conversations" in record:
             parts.append(_conversations_html(str(record.pop("conversations"))))
         if "sentences" in record:
@@ -135,23 +190,63 @@ def render_results(
         rows = "".join(
             f"<tr><th>{html.escape(str(k))}</th><td>{_cell(v)}</td></tr>" for k, v in record.items()
         )
-        parts.append(
+        records.append(
             f"<h2>Provenance: {html.escape(str(key))}</h2><table class=prov>{rows}</table>"
         )
-    style = (
-        "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
-        ".fig{display:flex;gap:1em}.legend{list-style:none;font-size:12px}"
-        ".legend span{display:inline-block;width:10px;height:10px;margin-right:4px}"
-        ".bar{background:#1f77b4;height:10px}td,th{padding:2px 8px;text-align:left;"
-        "vertical-align:top}.prov td{white-space:pre-wrap;font-family:monospace}"
-        ".turn{border-left:3px solid #1f77b4;padding:0 1em;margin:1em 0}"
-        ".warn{color:#a04000}.meta{color:#666;font-size:12px}pre{white-space:pre-wrap}"
-    )
+    parts.append(methods_section(uns, prep, _demo() if "annotate" in uns else ("", "")))
+    parts.extend(records)
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>C2S report</title>"
-        f"<style>{style}</style></head><body>{''.join(parts)}"
+        f"<style>{_STYLE}</style></head><body>{''.join(parts)}"
         f"<footer><p>Made offline by c2s-desktop {__version__}.</p></footer></body></html>"
     )
+
+
+def _summary(name: str, obs: pd.DataFrame, uns: Mapping[str, Any], prep: Mapping) -> str:
+    done = []
+    if prep:
+        done.append("quality control, clustering and a map (scanpy)")
+    if CELL_TYPE in obs:
+        done.append(f"predicted cell types for {int(obs[CELL_TYPE].notna().sum()):,} cells")
+    done += [str(k) for k in uns if k != "annotate"]
+    what = f" Results: {html.escape('; '.join(done))}." if done else ""
+    return f"<h1>C2S Desktop report</h1><p>{html.escape(name)} — {len(obs):,} cells.{what}</p>"
+
+
+def _with_dataset(
+    dataset: Dataset,
+    obs: pd.DataFrame,
+    prep: dict[str, Any],
+    plots: list[DotPlot] | None,
+    notes: list[str],
+    progress: ProgressFn,
+    cancel: CancelToken | None,
+) -> tuple[pd.DataFrame, dict[str, Any], list[DotPlot] | None]:
+    """obs joined with the dataset's own columns; its preprocessing record and dot plots."""
+    merged = obs
+    if len(obs) == dataset.n_cells:
+        merged = dataset.obs.copy()
+        for col in obs.columns:
+            merged[col] = obs[col].to_numpy()
+    stored = load_inputs(dataset.path) if Path(dataset.path).is_file() else None
+    if stored is not None and not prep:
+        prep = stored.preprocess
+    if plots is None and CLUSTER in dataset.obs:
+        try:
+            plots = dot_plots(dataset, stored.rank_genes if stored else None, progress, cancel)
+        except C2SError as exc:
+            notes.append(f"Marker dot plots left out: {exc}")
+    return merged, prep, plots
+
+
+@functools.cache
+def _demo() -> tuple[str, str]:
+    """The bundled demo model's sha256 and file name (to recognise it in provenance)."""
+    path = demo_model_path()
+    try:
+        return cached_sha256(path), path.name
+    except (OSError, C2SError):
+        return "", path.name
 
 
 def _json_list(text: str) -> list[Any]:
@@ -209,9 +304,16 @@ def _cell(value: Any) -> str:
     return html.escape(str(value))
 
 
-def write_report(path: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:
+def write_report(
+    path: str | Path,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken | None = None,
+) -> Path:
     """Write :func:`render_report` to ``out`` atomically."""
-    return write_html(render_report(path), out, overwrite=overwrite)
+    return write_html(render_report(path, progress, cancel), out, overwrite=overwrite)
 
 
 def write_html(text: str, out: str | Path, *, overwrite: bool = False) -> Path:

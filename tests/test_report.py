@@ -1,0 +1,230 @@
+"""The HTML report explains a prepared, annotated file: QC, map, markers, agreement, confidence,
+methods; each section only when the file holds its data, all text escaped."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from importlib.metadata import version
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+
+from c2s_desktop.core.export import full_column, provenance, write_annotated_copy
+from c2s_desktop.core.model_store import cached_sha256, demo_model_path
+from c2s_desktop.core.report import render_report, write_report
+from c2s_desktop.core.report_sections import LOW_CONFIDENCE
+from c2s_desktop.core.report_svg import MAX_POINTS, scatter_svg
+from c2s_desktop.core.resources import resource_path
+
+from .conftest import sha256, write_h5ad
+
+DATA = resource_path("demo", "pbmc_demo.h5ad")
+OPTIONS = {
+    "min_genes": 150,
+    "max_genes": None,
+    "max_pct_mt": 5.0,
+    "min_cells": 3,
+    "n_top_genes": 500,
+    "n_pcs": 30,
+    "n_neighbors": 15,
+    "resolution": 1.0,
+    "seed": 0,
+}
+ODD = "<b>x</b>"
+SCANPY = version("scanpy")
+
+
+def _prepare(src, out) -> None:
+    """A prepared file laid out as the preprocessing contract says, made with scanpy."""
+    counts = ad.read_h5ad(src)
+    adata = counts.copy()
+    adata.var["mt"] = adata.var_names.str.startswith("MT-")
+    adata.var["ribo"] = adata.var_names.str.startswith(("RPS", "RPL"))
+    sc.pp.calculate_qc_metrics(adata, qc_vars=["mt", "ribo"], percent_top=None, inplace=True)
+    keep = (adata.obs["n_genes_by_counts"] >= OPTIONS["min_genes"]) & (
+        adata.obs["pct_counts_mt"] <= OPTIONS["max_pct_mt"]
+    )
+    adata = adata[keep.to_numpy()].copy()
+    raw = counts[keep.to_numpy()].copy()
+    sc.pp.filter_genes(adata, min_cells=OPTIONS["min_cells"])
+    adata.layers["counts"] = adata.X.copy()
+    sc.pp.normalize_total(adata)
+    sc.pp.log1p(adata)
+    sc.pp.highly_variable_genes(adata, n_top_genes=OPTIONS["n_top_genes"])
+    sc.pp.pca(adata, n_comps=OPTIONS["n_pcs"], random_state=0)
+    sc.pp.neighbors(adata, n_neighbors=OPTIONS["n_neighbors"], random_state=0)
+    sc.tl.umap(adata, random_state=0)
+    sc.tl.leiden(adata, flavor="igraph", n_iterations=2, directed=False, random_state=0)
+    sc.tl.rank_genes_groups(adata, "leiden", method="wilcoxon")
+    adata.raw = raw
+    from sklearn.metrics import adjusted_rand_score
+
+    adata.uns["c2s_preprocess"] = {
+        "app": "c2s-desktop test",
+        "input": src.name,
+        "input_sha256": sha256(src),
+        "options": json.dumps(OPTIONS),
+        "mito_prefix": "MT-",
+        "n_cells_in": counts.n_obs,
+        "n_cells_kept": adata.n_obs,
+        "n_genes_in": counts.n_vars,
+        "n_genes_kept": adata.n_vars,
+        "removed": {"min_genes": int(counts.n_obs - keep.sum()), "max_pct_mt": 0},
+        "counts_source": "raw",
+        "scanpy": SCANPY,
+        "ari": {"cell_type": adjusted_rand_score(adata.obs["cell_type"], adata.obs["leiden"])},
+    }
+    adata.write_h5ad(out)
+
+
+def _annotate(src, out, labels, prob) -> dict:
+    """An annotated copy the way `c2s annotate -o` writes it (provenance of the demo model)."""
+    n = len(labels)
+    record = provenance(
+        src,
+        "annotate",
+        model_name="demo-pbmc-tiny",
+        model_sha256=cached_sha256(demo_model_path()),
+        template_id="cell2sentence-1.2.0/cell_type_prediction/0",
+        parameters={"candidates_from": "cell_type", "mode": "representative", "n_genes": 200},
+    )
+    rows = np.arange(n)
+    write_annotated_copy(
+        src,
+        out,
+        obs={
+            "c2s_cell_type": full_column(n, rows, labels, None),
+            "c2s_cell_type_prob": full_column(n, rows, prob, None),
+        },
+        uns={"annotate": record},
+    )
+    return record
+
+
+@pytest.fixture(scope="module")
+def annotated(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report")
+    prepared, out = folder / "prepared.h5ad", folder / "annotated.h5ad"
+    _prepare(DATA, prepared)
+    obs = ad.read_h5ad(prepared, backed="r").obs
+    rng = np.random.default_rng(1)
+    labels = obs["cell_type"].astype(str).to_numpy().copy()
+    flip = rng.random(len(labels)) < 0.2
+    labels[flip] = "CD19+ B"
+    labels[:3] = ODD  # a label that must be escaped
+    prob = rng.uniform(0.2, 1.0, len(labels)).astype(np.float32)
+    prob[5] = np.nan  # NaN-safe
+    _annotate(prepared, out, labels, prob)
+    html_path = folder / "r.html"
+    before = sha256(out)
+    write_report(out, html_path)
+    assert sha256(out) == before
+    return out, html_path.read_text("utf-8")
+
+
+def _section(text: str, key: str) -> str:
+    match = re.search(rf'<section id="{key}">(.*?)</section>', text, re.S)
+    assert match, f"section {key} missing"
+    return match.group(1)
+
+
+def test_qc_section_shows_the_recorded_thresholds_and_counts(annotated):
+    out, text = annotated
+    prep = ad.read_h5ad(out, backed="r").uns["c2s_preprocess"]
+    qc = _section(text, "qc")
+    assert f"<td>{prep['n_cells_in']:,}</td>" in qc and f"<td>{prep['n_cells_kept']:,}</td>" in qc
+    assert f"{prep['removed']['min_genes']:,}" in qc and "MT-" in qc
+    options = json.loads(prep["options"])
+    assert f"<th>min_genes</th><td>{options['min_genes']}</td>" in qc
+    assert f"<th>max_pct_mt</th><td>{options['max_pct_mt']:g}</td>" in qc
+    assert "<th>max_genes</th><td>none</td>" in qc
+    assert qc.count("<svg") == 3 and qc.count('stroke-dasharray="4 2"') == 2  # min_genes, max mt
+    assert "damaged" in qc.split("</p>")[0]  # the plain sentence comes first
+
+
+def test_map_is_coloured_by_cluster_and_prediction(annotated):
+    out, text = annotated
+    a = ad.read_h5ad(out, backed="r")
+    section = _section(text, "map")
+    assert "obsm['X_umap']" in section
+    legends = re.findall(r"<ul class=legend>(.*?)</ul>", section)
+    assert len(legends) == 2
+    assert legends[0].count("<li>") == a.obs["leiden"].nunique()
+    assert legends[1].count("<li>") == a.obs["c2s_cell_type"].nunique()
+    assert "<circle" not in section  # one path per category, not one node per cell
+
+
+def test_agreement_matrix_counts_every_labelled_cell(annotated):
+    out, text = annotated
+    obs = ad.read_h5ad(out, backed="r").obs
+    section = _section(text, "agreement")
+    table = re.search(r"<table class=matrix>(.*?)</table>", section, re.S).group(1)
+    total = 0
+    for row in re.findall(r"<tr><th>[^<]+</th>(.*?)</tr>", table):
+        values = [int(v.replace(",", "")) for v in re.findall(r">([\d,]+)</td>", row)]
+        assert sum(values[:-1]) == values[-1]
+        total += values[-1]
+    assert total == obs["c2s_cell_type"].notna().sum() == len(obs)
+    accuracy = (obs["c2s_cell_type"].astype(str) == obs["cell_type"].astype(str)).mean()
+    assert f"Overall accuracy: {accuracy:.1%}" in section
+    ari = ad.read_h5ad(out, backed="r").uns["c2s_preprocess"]["ari"]["cell_type"]
+    assert f"Leiden clusters vs cell_type: {ari:.3f}" in section
+
+
+def test_low_confidence_count_matches_obs(annotated):
+    out, text = annotated
+    obs = ad.read_h5ad(out, backed="r").obs
+    prob = obs["c2s_cell_type_prob"].astype(float)
+    n_low = int((prob < LOW_CONFIDENCE).sum())
+    section = _section(text, "confidence")
+    assert f"{n_low:,} of {prob.notna().sum():,} labelled cells" in section
+    assert f"below {LOW_CONFIDENCE}" in section
+    lowest = prob.idxmin()
+    first = re.search(r"<tr><td>(.*?)</td><td>(.*?)</td><td class=num>(.*?)</td>", section)
+    assert html.unescape(first.group(1)) == lowest
+    assert float(first.group(3)) == pytest.approx(prob.min(), abs=1e-3)
+
+
+def test_labels_are_escaped(annotated):
+    _, text = annotated
+    assert ODD not in text and html.escape(ODD) in text
+
+
+def test_methods_name_the_demo_model_and_the_preprocessing(annotated):
+    _, text = annotated
+    section = _section(text, "methods")
+    assert "demo-pbmc-tiny" in section and "labels are illustrative" in section
+    assert cached_sha256(demo_model_path())[:12] in section and "Q8_0" in section
+    assert "label log-likelihood" in section and "obs['cell_type']" in section
+    assert f"scanpy {SCANPY}" in section and "Leiden" in section
+
+
+def test_report_is_self_contained(annotated):
+    _, text = annotated
+    assert "<script" not in text and "http://" not in text and "https://" not in text
+
+
+def test_file_without_preprocessing_or_labels_renders(tmp_path):
+    src = write_h5ad(tmp_path / "in.h5ad", np.ones((30, 5), np.float32))
+    out = tmp_path / "e.h5ad"
+    xy = np.random.default_rng(0).normal(size=(30, 2)).astype(np.float32)
+    write_annotated_copy(src, out, obsm={"X_c2s_2d": xy}, uns={"embed": provenance(src, "embed")})
+    text = render_report(out)
+    assert "<svg" in text
+    for key in ("qc", "markers", "agreement", "confidence"):
+        assert f'<section id="{key}">' not in text
+
+
+def test_scatter_of_many_cells_is_downsampled():
+    n = 100_000
+    xy = np.random.default_rng(0).normal(size=(n, 2))
+    labels = pd.Series(np.where(np.arange(n) % 3 == 0, "a", "b"))
+    svg = scatter_svg(xy, labels)
+    assert svg.count("h0") == MAX_POINTS and svg.count("<path") == 2
+    assert f"{MAX_POINTS:,} of {n:,} cells drawn" in svg
+    assert len(svg) < 20 * MAX_POINTS
