@@ -238,7 +238,10 @@ def show_audit(
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``c2s`` console script."""
     multiprocessing.freeze_support()  # the model process is spawned; needed in frozen bundles
-    from . import cli_tasks  # noqa: F401 - registers the model commands on ``app``
+    from . import (
+        cli_prepare,  # noqa: F401 - registers preprocess and markers
+        cli_tasks,  # noqa: F401 - registers the model commands on ``app``
+    )
 
     try:
         code = app(args=argv, standalone_mode=False, prog_name="c2s")

@@ -474,6 +474,8 @@ def prepare(
     if labels:
         record["labels"] = list(labels)
     adata.uns[PREPROCESS_KEY] = record
+    if dataset.organism_from != "default":  # found in the input: keep it findable
+        adata.uns["organism"] = dataset.organism
     return adata, summary
 
 
@@ -536,6 +538,7 @@ def preprocess_file(
     start = time.perf_counter()
     with open_dataset(src, merge_duplicates=True, memory_threshold=0, cancel=cancel) as ds:
         adata, summary = prepare(ds, options, labels=labels, progress=progress, cancel=cancel)
+        read_notes = list(ds.warnings)
     record = adata.uns[PREPROCESS_KEY]
     record["input"] = src.name
     record["input_sha256"] = input_sha256(src)
@@ -549,7 +552,10 @@ def preprocess_file(
     seconds["write"] = round(time.perf_counter() - t0, 3)
     seconds["total"] = round(time.perf_counter() - start, 3)
     progress(1.0, f"wrote {target.name}")
-    return PreprocessSummary(**{**asdict(summary), "output": target, "seconds": seconds})
+    notes = read_notes + summary.warnings
+    return PreprocessSummary(
+        **{**asdict(summary), "output": target, "seconds": seconds, "warnings": notes}
+    )
 
 
 def _write_atomic(adata: ad.AnnData, target: Path, overwrite: bool, tmp: str | None) -> None:

@@ -1,0 +1,188 @@
+"""``c2s preprocess`` (QC → clusters → UMAP → markers, with scanpy) and ``c2s markers``."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from .cli import (
+    DataArg,
+    MergeOpt,
+    OrganismOpt,
+    SourceOpt,
+    SymbolsOpt,
+    _open,
+    _progress,
+    app,
+    err,
+    out,
+)
+from .core import audit
+from .core.dataset import SOURCE_AUTO
+from .core.errors import DataError, OutputError
+from .core.genes import SYMBOLS_AUTO
+from .core.preprocess import STAGES, PreprocessOptions, PreprocessSummary
+
+_DEFAULTS = PreprocessOptions()
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists.")]
+
+
+@app.command()
+def preprocess(
+    data: DataArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Prepared .h5ad to write.")],
+    min_genes: Annotated[
+        int, typer.Option("--min-genes", min=0, help="Keep cells with at least N genes.")
+    ] = _DEFAULTS.min_genes,
+    max_genes: Annotated[
+        int | None, typer.Option("--max-genes", min=1, help="Keep cells with at most N genes.")
+    ] = _DEFAULTS.max_genes,
+    max_pct_mt: Annotated[
+        float | None,
+        typer.Option("--max-pct-mt", min=0, max=100, help="Keep cells with at most P % mito."),
+    ] = _DEFAULTS.max_pct_mt,
+    min_cells: Annotated[
+        int, typer.Option("--min-cells", min=0, help="Keep genes expressed in at least N cells.")
+    ] = _DEFAULTS.min_cells,
+    n_top_genes: Annotated[
+        int, typer.Option("--n-top-genes", min=1, help="Highly variable genes.")
+    ] = _DEFAULTS.n_top_genes,
+    n_pcs: Annotated[
+        int, typer.Option("--n-pcs", min=1, help="Principal components.")
+    ] = _DEFAULTS.n_pcs,
+    n_neighbors: Annotated[
+        int, typer.Option("--n-neighbors", min=2, help="Neighbours per cell.")
+    ] = _DEFAULTS.n_neighbors,
+    resolution: Annotated[
+        float, typer.Option("--resolution", min=0.0, help="Leiden resolution.")
+    ] = _DEFAULTS.resolution,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = _DEFAULTS.seed,
+    labels: Annotated[
+        list[str] | None,
+        typer.Option("--labels", help="obs column to compare the clusters with (repeatable)."),
+    ] = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """QC, filters, normalisation, HVG, PCA, neighbours, UMAP, Leiden and marker genes."""
+    from .core.preprocess import preprocess_file
+
+    options = PreprocessOptions(
+        min_genes=min_genes,
+        max_genes=max_genes,
+        max_pct_mt=max_pct_mt,
+        min_cells=min_cells,
+        n_top_genes=n_top_genes,
+        n_pcs=n_pcs,
+        n_neighbors=n_neighbors,
+        resolution=resolution,
+        seed=seed,
+    )
+    columns = [c for item in (labels or []) for c in item.split(",") if c]
+    params = {**dataclasses.asdict(options), "labels": columns}
+    with audit.job("preprocess", inputs=[data], params=params) as job:
+        with _progress("preprocess") as (update, cancel):
+            summary = preprocess_file(
+                data,
+                output,
+                options,
+                overwrite=overwrite,
+                labels=columns,
+                progress=update,
+                cancel=cancel,
+            )
+        job.outputs.append(output)
+    _print_summary(summary)
+
+
+def _print_summary(s: PreprocessSummary) -> None:
+    for w in s.warnings:
+        err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+    removed = ", ".join(f"{k} {v:,}" for k, v in s.removed.items()) or "none"
+    out.print(
+        f"cells: {s.n_cells_kept:,} of {s.n_cells_in:,} kept (removed by {removed})",
+        soft_wrap=True,
+    )
+    out.print(
+        f"genes: {s.n_genes_kept:,} of {s.n_genes_in:,} kept "
+        f"({s.n_genes_in - s.n_genes_kept:,} in fewer cells than --min-cells)"
+    )
+    out.print(f"clusters (leiden): {s.n_clusters}")
+    for column, value in s.ari.items():
+        out.print(f"adjusted Rand index vs {column}: {value:.3f}", markup=False)
+    stages = [k for k in ("read", *STAGES, "write") if k in s.seconds]
+    times = ", ".join(f"{k} {s.seconds[k]:.1f}" for k in stages)
+    out.print(f"seconds: {times} (total {s.seconds.get('total', 0.0):.1f})", soft_wrap=True)
+    err.print(f"wrote {s.output}", markup=False, soft_wrap=True)
+
+
+@app.command()
+def markers(
+    data: DataArg,
+    groupby: Annotated[
+        str | None, typer.Option("--groupby", help="obs column: each group vs the rest.")
+    ] = None,
+    cells: Annotated[
+        str | None,
+        typer.Option("--cells", help="COLUMN=VALUE or a file of cell ids: selection vs rest."),
+    ] = None,
+    n_genes: Annotated[int, typer.Option("-n", "--n-genes", min=1, help="Genes per group.")] = 10,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="CSV file (default: print a table).")
+    ] = None,
+    source: SourceOpt = SOURCE_AUTO,
+    symbols: SymbolsOpt = SYMBOLS_AUTO,
+    organism: OrganismOpt = None,
+    merge_duplicates: MergeOpt = False,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Marker genes (Wilcoxon, BH-adjusted) per group of a column, or of a selection vs rest."""
+    from .core.de import rank_markers
+    from .core.export import write_table_csv
+    from .core.tasks.common import parse_selector
+
+    if groupby is not None and cells is not None:
+        raise DataError("give --groupby or --cells, not both")
+    if output is not None:
+        if output.exists() and not overwrite:
+            raise OutputError("already exists", path=output, hint="pass --overwrite to replace it")
+        if output.exists() and data.exists() and output.resolve() == data.resolve():
+            raise OutputError("is the input file", path=output, hint="choose another output name")
+    params = {"groupby": groupby, "cells": cells is not None, "n_genes": n_genes}
+    with audit.job("markers", inputs=[data], params=params) as job:
+        with (
+            _open(data, source, symbols, organism, merge_duplicates) as ds,
+            _progress("markers") as (update, cancel),
+        ):
+            rows = parse_selector(ds, cells)
+            table = rank_markers(
+                ds, groupby=groupby, rows=rows, n_genes=n_genes, progress=update, cancel=cancel
+            )
+        if output is not None:
+            write_table_csv(
+                output, {c: table[c].tolist() for c in table.columns}, overwrite=overwrite
+            )
+            job.outputs.append(output)
+    if output is not None:
+        err.print(f"wrote {len(table):,} marker rows to {output}", markup=False, soft_wrap=True)
+        return
+    cells_text = [[_cell(v) for v in row] for row in table.itertuples(index=False)]
+    if not out.is_terminal:  # piped: tab-separated, whole values
+        out.print("\t".join(table.columns), markup=False, soft_wrap=True)
+        for row in cells_text:
+            out.print("\t".join(row), markup=False, soft_wrap=True, highlight=False)
+        return
+    view = Table(*table.columns, box=None)
+    for row in cells_text:
+        view.add_row(*(Text(v) for v in row))
+    out.print(view)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
