@@ -29,6 +29,7 @@ from .core.errors import C2SError, Cancelled, OutputError
 from .core.genes import SYMBOLS_AUTO
 from .core.logs import log_exception
 from .core.progress import ProgressFn
+from .core.readers import FORMAT_NAMES
 from .core.sentence_writer import write_sentences_csv
 
 try:
@@ -49,7 +50,12 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
-DataArg = Annotated[Path, typer.Argument(help="AnnData .h5ad file (opened read-only).")]
+DataArg = Annotated[
+    Path,
+    typer.Argument(
+        help="AnnData .h5ad file, Cell Ranger .h5 or Cell Ranger matrix folder (read-only)."
+    ),
+]
 SourceOpt = Annotated[
     str, typer.Option("--source", help="Expression source: auto, X, raw or layer:NAME.")
 ]
@@ -62,7 +68,10 @@ OrganismOpt = Annotated[
 ]
 MergeOpt = Annotated[
     bool,
-    typer.Option("--merge-duplicates", help="Sum genes with identical names instead of failing."),
+    typer.Option(
+        "--merge-duplicates/--no-merge-duplicates",
+        help="Sum genes with identical names into one word (default), or refuse such files.",
+    ),
 ]
 
 
@@ -113,7 +122,7 @@ def info(
     source: SourceOpt = SOURCE_AUTO,
     symbols: SymbolsOpt = SYMBOLS_AUTO,
     organism: OrganismOpt = None,
-    merge_duplicates: MergeOpt = False,
+    merge_duplicates: MergeOpt = True,
 ) -> None:
     """Show what the file holds: shape, expression sources, symbols, organism, obs, obsm."""
     with _open(data, source, symbols, organism, merge_duplicates) as ds:
@@ -121,7 +130,8 @@ def info(
     if as_json:
         out.print_json(json.dumps(_finite(dataclasses.asdict(facts))))
         return
-    out.print(f"[bold]{facts.path}[/]")
+    out.print(f"[bold]{facts.path}[/]", markup=True, highlight=False)
+    out.print(f"  format: {FORMAT_NAMES.get(facts.format, facts.format)}")
     out.print(
         f"  {facts.n_cells:,} cells × {facts.n_genes:,} genes"
         f" ({'backed, read from disk' if facts.backed else 'in memory'})"
@@ -133,6 +143,15 @@ def info(
         table.add_row(s.name + chosen, s.storage, s.dtype, f"{s.n_genes:,}", s.detail, mark)
     out.print(table)
     out.print(f"  gene symbols: {facts.symbols_source} ({facts.symbols_mapped:,} genes named)")
+    if facts.duplicates_merged:
+        merged = facts.duplicates_merged
+        more = ", ..." if len(merged) > 5 else ""
+        out.print(
+            f"  repeated gene names merged: {len(merged):,} ({', '.join(merged[:5])}{more})",
+            markup=False,
+        )
+    if facts.non_genes_excluded:
+        out.print(f"  not genes, left out of sentences: {facts.non_genes_note}", markup=False)
     out.print(f"  organism: {facts.organism} (from {facts.organism_from})")
     emb = ", ".join(f"{k} ({d}-D)" for k, d in facts.embeddings.items()) or "none"
     out.print(f"  embeddings (obsm): {emb}")
@@ -154,7 +173,7 @@ def sentences(
         typer.Option("--obs", help="obs column(s) to add (repeat, or comma-separate)."),
     ] = None,
     organism: OrganismOpt = None,
-    merge_duplicates: MergeOpt = False,
+    merge_duplicates: MergeOpt = True,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists.")
     ] = False,

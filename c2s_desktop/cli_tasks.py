@@ -210,7 +210,7 @@ def annotate(
     source: SourceOpt = SOURCE_AUTO,
     symbols: SymbolsOpt = SYMBOLS_AUTO,
     organism: OrganismOpt = None,
-    merge_duplicates: MergeOpt = False,
+    merge_duplicates: MergeOpt = True,
     overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -339,7 +339,7 @@ def summarize(
     as_json: JsonOpt = False,
     source: SourceOpt = SOURCE_AUTO,
     symbols: SymbolsOpt = SYMBOLS_AUTO,
-    merge_duplicates: MergeOpt = False,
+    merge_duplicates: MergeOpt = True,
 ) -> None:
     """Describe the selected cells in plain language, next to their top genes."""
     from .core.tasks.summarize import SummarizeOptions, summarize
@@ -390,7 +390,7 @@ def ask(
     as_json: JsonOpt = False,
     source: SourceOpt = SOURCE_AUTO,
     symbols: SymbolsOpt = SYMBOLS_AUTO,
-    merge_duplicates: MergeOpt = False,
+    merge_duplicates: MergeOpt = True,
 ) -> None:
     """Ask a question about the selected cells (answer streamed)."""
     from .core.tasks.chat import AskOptions, ask
@@ -448,7 +448,7 @@ def generate(
     overwrite: OverwriteOpt = False,
     source: SourceOpt = SOURCE_AUTO,
     symbols: SymbolsOpt = SYMBOLS_AUTO,
-    merge_duplicates: MergeOpt = False,
+    merge_duplicates: MergeOpt = True,
 ) -> None:
     """Generate synthetic cells of a cell type; expression via the inverse transform."""
     from .core.export import write_new_h5ad
@@ -515,7 +515,7 @@ def embed(
     overwrite: OverwriteOpt = False,
     source: SourceOpt = SOURCE_AUTO,
     symbols: SymbolsOpt = SYMBOLS_AUTO,
-    merge_duplicates: MergeOpt = False,
+    merge_duplicates: MergeOpt = True,
 ) -> None:
     """C2S embeddings → obsm['X_c2s'] and a 2-D layout obsm['X_c2s_2d'] in a copy of DATA."""
     from .core.tasks.embed import EmbedOptions, embed_cells
@@ -585,7 +585,7 @@ def run_prompt(
     as_json: JsonOpt = False,
     source: SourceOpt = SOURCE_AUTO,
     symbols: SymbolsOpt = SYMBOLS_AUTO,
-    merge_duplicates: MergeOpt = False,
+    merge_duplicates: MergeOpt = True,
     organism: OrganismOpt = None,
     values: Annotated[
         list[str] | None,

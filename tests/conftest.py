@@ -39,6 +39,7 @@ AUDIT_DIR = Path(tempfile.mkdtemp(prefix="c2s-test-audit-"))
 atexit.register(shutil.rmtree, AUDIT_DIR, True)
 os.environ["C2S_AUDIT_LOG"] = str(AUDIT_DIR / "suite.jsonl")
 os.environ["C2S_LOG_DIR"] = str(AUDIT_DIR / "logs")  # tracebacks of damaged test inputs
+os.environ["C2S_CACHE_DIR"] = str(AUDIT_DIR / "cache")  # files already checked for HDF5 hangs
 
 
 @pytest.fixture(autouse=True)

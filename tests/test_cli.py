@@ -101,7 +101,7 @@ def test_all_zero_cells_warn_with_count(capsys, tmp_path, counts_matrix):
     "make, message",
     [
         (lambda d: d / "missing.h5ad", "file not found"),
-        (lambda d: d, "not a file"),
+        (lambda d: d, "folder without matrix.mtx"),
         (lambda d: (d / "t.txt").write_text("x") and d / "t.txt", "not an HDF5"),
     ],
 )

@@ -168,8 +168,11 @@ def test_missing_file(tmp_path):
         open_dataset(tmp_path / "nope.h5ad")
 
 
-def test_directory(tmp_path):
-    with pytest.raises(InputFileError, match="not a file"):
+def test_directory_without_a_matrix(tmp_path):
+    with pytest.raises(InputFileError, match=r"an empty folder without matrix\.mtx"):
+        open_dataset(tmp_path)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(InputFileError, match=r"a folder without matrix\.mtx"):
         open_dataset(tmp_path)
 
 
@@ -184,7 +187,7 @@ def test_hdf5_but_not_anndata(tmp_path):
     p = tmp_path / "x.h5ad"
     with h5py.File(p, "w") as f:
         f["something"] = np.arange(3)
-    with pytest.raises(InputFileError, match="not AnnData"):
+    with pytest.raises(InputFileError, match="neither AnnData nor Cell Ranger"):
         open_dataset(p)
 
 

@@ -1,8 +1,11 @@
-"""Open an ``.h5ad`` file read-only and describe what it holds.
+"""Open an ``.h5ad`` file (or a Cell Ranger output) read-only and describe what it holds.
 
-:func:`open_dataset` never writes to the file. Metadata (``obs``, ``var``, ``obsm`` shapes,
-``uns`` hints) is read with anndata's element reader; expression matrices stay in the file and
-are read in row chunks (:mod:`.matrix`), or loaded once when the file is small.
+:func:`open_dataset` never writes to the file. A new HDF5 file is first walked in a child
+process (:mod:`.inspect_child`) so a damaged one cannot hang the app; Cell Ranger ``.h5`` files
+and matrix folders are read with scanpy (:mod:`.readers`) into an in-memory AnnData file.
+Metadata (``obs``, ``var``, ``obsm`` shapes, ``uns`` hints) is read with anndata's element
+reader; expression matrices stay in the file and are read in row chunks (:mod:`.matrix`), or
+loaded once when the file is small.
 """
 
 from __future__ import annotations
@@ -16,16 +19,20 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from . import readers
 from .anndata_io import read_elem
 from .errors import DataError, InputFileError
 from .genes import (
     MOUSE_PREFIX,
     SYMBOLS_AUTO,
     GeneSymbols,
+    NonGenes,
     Vocabulary,
     build_vocabulary,
+    non_gene_features,
     resolve_symbols,
 )
+from .inspect_child import check_hdf5_finishes
 from .matrix import H5Matrix, matrix_layout
 from .progress import CancelToken, ProgressFn, check_cancel, no_progress
 
@@ -89,10 +96,19 @@ class DatasetInfo:
     embeddings: dict[str, int]
     obs_columns: dict[str, int]
     warnings: list[str] = field(default_factory=list)
+    format: str = readers.FORMAT_H5AD
+    """``h5ad``, ``10x-h5-v3``, ``10x-h5-v2`` or ``10x-mtx`` (see :mod:`.readers`)."""
+    duplicates_merged: list[str] = field(default_factory=list)
+    """Exact duplicate gene names summed into one word, as ``NAME (N columns)``."""
+    non_genes_excluded: int = 0
+    """Features that are not genes (spike-ins, non-gene biotypes) left out of sentences."""
+    non_genes_note: str = ""
+    symbols_respaced: int = 0
+    """Symbols whose whitespace became ``_`` (a sentence word never holds a space)."""
 
 
 class Dataset:
-    """An open, read-only ``.h5ad`` file with one chosen expression source.
+    """An open, read-only ``.h5ad`` file (or Cell Ranger output) with one chosen source.
 
     Use :func:`open_dataset`; close with :meth:`close` or a ``with`` block.
     """
@@ -123,6 +139,10 @@ class Dataset:
         self.organism_from = "default"
         self.backed = False
         self.warnings: list[str] = []
+        self.format = readers.FORMAT_H5AD
+        self.read_warnings: list[str] = []
+        """What reading a Cell Ranger input left out (repeated by every :meth:`select`)."""
+        self.non_genes: NonGenes | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
@@ -197,42 +217,70 @@ class Dataset:
         source: str = SOURCE_AUTO,
         symbols: str = SYMBOLS_AUTO,
         organism: str | None = None,
-        merge_duplicates: bool = False,
+        merge_duplicates: bool = True,
         memory_threshold: int = DEFAULT_MEMORY_THRESHOLD,
+        exclude_non_genes: bool = True,
     ) -> None:
         """Choose the expression source, gene symbols and organism (see :func:`open_dataset`)."""
-        self.warnings = []
+        self.warnings = list(self.read_warnings)
         info = self._pick_source(source)
         node = self._node(info.name)
         est = info.nnz * (np.dtype(info.dtype).itemsize + 4)
         if info.storage == "dense":
             est = info.nnz * np.dtype(info.dtype).itemsize
-        self.backed = est > memory_threshold
+        in_memory_file = self._h5.driver == "core"  # a Cell Ranger input, already in RAM
+        self.backed = est > memory_threshold and not in_memory_file
         self.source = info
         if getattr(self, "matrix", None) is not None:
             self.matrix.close()
         self.matrix = H5Matrix(node, str(self.path), in_memory=not self.backed)
         self.backed = not self.matrix.in_memory  # CSC is always loaded
+        if symbols == SYMBOLS_AUTO and self.format in readers.TENX_FORMATS:
+            symbols = readers.SYMBOL_COLUMN  # var_names are the gene IDs
         self.symbols = resolve_symbols(self.gene_var, symbols, str(self.path))
         if self.symbols.note:
             self.warnings.append(self.symbols.note)
+        self.non_genes = non_gene_features(self.gene_var, self.symbols)
+        exclude = self.non_genes.mask if exclude_non_genes and self.non_genes.n else None
         self.vocabulary = build_vocabulary(
-            self.symbols, merge_duplicates=merge_duplicates, path=str(self.path)
+            self.symbols, merge_duplicates=merge_duplicates, path=str(self.path), exclude=exclude
         )
-        for word, cols in self.vocabulary.merged[:5]:
+        self._vocabulary_warnings(exclude is not None)
+        self.organism, self.organism_from = self._detect_organism(organism)
+
+    def _vocabulary_warnings(self, excluded: bool) -> None:
+        vocab = self.vocabulary
+        if excluded and self.non_genes is not None:
+            self.warnings.append(self.non_genes.describe())
+        if vocab.repeated:
+            self.warnings.append(duplicates_line(vocab))
+        case_merged = [(w, cols) for w, cols in vocab.merged if len(set(cols)) > 1]
+        for word, cols in case_merged[:5]:
             self.warnings.append(
                 f"genes {', '.join(cols)} are one C2S word ({word}); their values are summed"
             )
-        if len(self.vocabulary.merged) > 5:
-            self.warnings.append(f"... {len(self.vocabulary.merged) - 5} more merged gene groups")
-        unnamed = int(np.sum(self.vocabulary.word_of_column < 0))
+        if len(case_merged) > 5:
+            self.warnings.append(f"... {len(case_merged) - 5} more merged gene groups")
+        if vocab.respaced:
+            old, new = vocab.respaced[0]
+            self.warnings.append(
+                f"{len(vocab.respaced):,} gene names hold spaces, written with '_' in sentences "
+                f"(e.g. '{old}' → {new.upper()})"
+            )
+        unnamed = int(np.sum(self.vocabulary.word_of_column < 0)) - vocab.excluded
         if unnamed:
             self.warnings.append(f"{unnamed:,} genes have no symbol and are left out of sentences")
-        self.organism, self.organism_from = self._detect_organism(organism)
 
     def _pick_source(self, source: str) -> SourceInfo:
         if source == SOURCE_AUTO:
             usable = [s for s in self.sources.values() if s.rankable]
+            preferred = self._uns.get("counts_source")
+            if isinstance(preferred, str):
+                key = preferred
+                if key not in (SOURCE_X, SOURCE_RAW) and not key.startswith(LAYER_PREFIX):
+                    key = LAYER_PREFIX + key
+                if key in self.sources and self.sources[key].rankable:
+                    return self.sources[key]
             if not usable:
                 kinds = "; ".join(f"{s.name}: {s.detail}" for s in self.sources.values())
                 what = f"can be ranked ({kinds})" if kinds else "found (no X, raw.X or layers)"
@@ -317,7 +365,25 @@ class Dataset:
             embeddings=self.embedding_names(),
             obs_columns=self.categorical_obs(),
             warnings=list(self.warnings),
+            format=self.format,
+            duplicates_merged=[f"{n} ({c} columns)" for n, c in self.vocabulary.repeated],
+            non_genes_excluded=self.vocabulary.excluded,
+            non_genes_note=self.non_genes.describe()
+            if self.vocabulary.excluded and self.non_genes
+            else "",
+            symbols_respaced=len(self.vocabulary.respaced),
         )
+
+
+def duplicates_line(vocab: Vocabulary, shown: int = 5) -> str:
+    """``2 gene names repeated, merged: GENE_A (2 columns), ...`` for warnings and the panel."""
+    items = [f"{name} ({n} columns)" for name, n in vocab.repeated]
+    more = f", ... ({len(items) - shown:,} more)" if len(items) > shown else ""
+    return (
+        f"{len(items):,} gene names repeated, merged (values summed): "
+        + ", ".join(items[:shown])
+        + more
+    )
 
 
 def normalize_organism(value: str, path: Path | str, strict: bool = True) -> str:
@@ -438,6 +504,12 @@ def _uns_hints(h5: h5py.File) -> dict[str, Any]:
         if isinstance(node, h5py.Dataset) and node.shape == ():
             val = node[()]
             hints[key] = val.decode() if isinstance(val, bytes) else str(val)
+    prep = uns.get("c2s_preprocess")
+    if isinstance(prep, h5py.Group) and isinstance(prep.get("counts_source"), h5py.Dataset):
+        node = prep["counts_source"]
+        if node.shape == ():
+            val = node[()]
+            hints["counts_source"] = val.decode() if isinstance(val, bytes) else str(val)
     log1p = uns.get("log1p")
     if isinstance(log1p, h5py.Group) and "base" in log1p:
         base = log1p["base"][()]
@@ -454,26 +526,33 @@ def open_dataset(
     source: str = SOURCE_AUTO,
     symbols: str = SYMBOLS_AUTO,
     organism: str | None = None,
-    merge_duplicates: bool = False,
+    merge_duplicates: bool = True,
     memory_threshold: int = DEFAULT_MEMORY_THRESHOLD,
+    exclude_non_genes: bool = True,
     progress: ProgressFn = no_progress,
     cancel: CancelToken | None = None,
 ) -> Dataset:
     """Open ``path`` read-only, describe every expression source and make the initial choices.
 
-    ``source``: ``auto`` (the rankable source with most genes; X before raw before layers),
-    ``X``, ``raw`` or ``layer:NAME``. ``symbols``: ``auto``, ``var_names``, ``ensembl-map`` or a
-    ``var`` column. ``organism``: override; otherwise from obs/uns/gene names, default human.
+    ``path`` is an ``.h5ad`` file, a Cell Ranger ``.h5`` (v3+ or v2) or a Cell Ranger matrix
+    folder (recognised by content; Cell Ranger inputs keep Gene Expression features only).
+    ``source``: ``auto`` (``uns['c2s_preprocess']['counts_source']`` when rankable, else the
+    rankable source with most genes; X before raw before layers), ``X``, ``raw`` or
+    ``layer:NAME``. ``symbols``: ``auto``, ``var_names``, ``ensembl-map`` or a ``var`` column.
+    ``organism``: override; otherwise from obs/uns/gene names, default human. Exact duplicate
+    gene names are summed into one word unless ``merge_duplicates`` is False (then an error);
+    spike-ins and non-gene biotypes are left out unless ``exclude_non_genes`` is False.
     Matrices estimated above ``memory_threshold`` bytes are read from the file chunk by chunk.
     Raises :class:`InputFileError` / :class:`DataError` with a message naming the file.
     """
     p = Path(path)
-    h5 = _open_h5(p)
+    fmt, h5, read_warnings = _open_input(p, progress, cancel)
     try:
         ds = _build(p, h5, progress, cancel)
+        ds.format, ds.read_warnings = fmt, read_warnings
         check_cancel(cancel)
         progress(0.8, "choosing expression source and gene symbols")
-        ds.select(source, symbols, organism, merge_duplicates, memory_threshold)
+        ds.select(source, symbols, organism, merge_duplicates, memory_threshold, exclude_non_genes)
         progress(1.0, "opened")
     except CORRUPT_FILE_ERRORS as exc:  # the HDF5 library on a damaged file
         h5.close()
@@ -482,6 +561,43 @@ def open_dataset(
         h5.close()
         raise
     return ds
+
+
+def _open_input(
+    p: Path, progress: ProgressFn, cancel: CancelToken | None
+) -> tuple[str, h5py.File, list[str]]:
+    """(format, open HDF5 file, reader warnings): the file itself, or Cell Ranger data in RAM."""
+    if p.is_dir():
+        progress(0.02, "reading the Cell Ranger matrix folder")
+        data = _read_cellranger(p, readers.FORMAT_10X_MTX)
+        check_cancel(cancel)
+        return data.format, readers.in_memory_h5(data.adata), data.warnings
+    _check_hdf5_file(p)
+    check_hdf5_finishes(p, progress=progress, cancel=cancel)
+    check_cancel(cancel)
+    h5 = _open_h5(p)
+    try:
+        fmt = readers.hdf5_format(h5, p)
+    except CORRUPT_FILE_ERRORS as exc:
+        h5.close()
+        raise corrupt_file(p, exc) from exc
+    except BaseException:
+        h5.close()
+        raise
+    if fmt == readers.FORMAT_H5AD:
+        return fmt, h5, []
+    h5.close()
+    progress(0.02, "reading the Cell Ranger file")
+    data = _read_cellranger(p, fmt)
+    check_cancel(cancel)
+    return fmt, readers.in_memory_h5(data.adata), data.warnings
+
+
+def _read_cellranger(p: Path, fmt: str) -> readers.TenxData:
+    try:
+        return readers.read_tenx(p, fmt)
+    except CORRUPT_FILE_ERRORS as exc:  # h5py on a damaged Cell Ranger file
+        raise corrupt_file(p, exc) from exc
 
 
 CORRUPT_FILE_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError)
@@ -500,7 +616,7 @@ def corrupt_file(path: Path | str, exc: BaseException) -> InputFileError:
     )
 
 
-def _open_h5(p: Path) -> h5py.File:
+def _check_hdf5_file(p: Path) -> None:
     if not p.exists():
         raise InputFileError("file not found", path=p, hint="check the path")
     if not p.is_file():
@@ -513,11 +629,22 @@ def _open_h5(p: Path) -> h5py.File:
     except OSError as exc:
         raise InputFileError(f"cannot read the file ({exc.strerror})", path=p) from exc
     if head != b"\x89HDF\r\n\x1a\n" and not h5py.is_hdf5(p):
+        name = p.name.lower()
+        if name.startswith(("matrix.mtx", "features.tsv", "genes.tsv", "barcodes.tsv")):
+            raise InputFileError(
+                "is one file of a Cell Ranger matrix folder",
+                path=p,
+                hint=f"open the folder that holds it ({p.parent}) instead",
+            )
         raise InputFileError(
             "not an HDF5/.h5ad file",
             path=p,
-            hint="C2S Desktop opens AnnData .h5ad files; convert other formats with scanpy first",
+            hint="C2S Desktop opens AnnData .h5ad files, Cell Ranger .h5 files and matrix "
+            "folders; convert other formats with scanpy first",
         )
+
+
+def _open_h5(p: Path) -> h5py.File:
     try:
         return h5py.File(p, "r")
     except OSError as exc:

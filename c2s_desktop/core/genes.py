@@ -168,18 +168,82 @@ def _mapped(ids: np.ndarray, path: str) -> GeneSymbols:
     return GeneSymbols(symbols, SYMBOLS_ENSEMBL_MAP, mapped, len(ids), note)
 
 
+NON_GENE_BIOTYPE_COLUMN = "feature_biotype"
+SPIKE_IN_PREFIX = "ERCC-"
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class NonGenes:
+    """Columns that are not genes (spike-ins, non-gene biotypes): left out of sentences."""
+
+    mask: np.ndarray
+    reasons: dict[str, int]
+    examples: tuple[str, ...]
+
+    @property
+    def n(self) -> int:
+        return int(self.mask.sum())
+
+    def describe(self) -> str:
+        """One line for warnings: how many, why, an example."""
+        why = ", ".join(f"{n:,} {r}" for r, n in self.reasons.items())
+        example = f"; e.g. {self.examples[0]}" if self.examples else ""
+        return f"{self.n:,} features that are not genes are left out of sentences ({why}{example})"
+
+
+def non_gene_features(var: pd.DataFrame, symbols: GeneSymbols) -> NonGenes:
+    """Spike-ins and non-gene biotypes among the columns of ``var``.
+
+    A column is not a gene when ``var['feature_biotype']`` exists and is not ``gene``
+    (CELLxGENE marks ERCC spike-ins ``spike-in``), or when its name or symbol starts with
+    ``ERCC-`` (the ERCC spike-in controls).
+    """
+    n = len(var)
+    mask = np.zeros(n, dtype=bool)
+    reasons: dict[str, int] = {}
+    if NON_GENE_BIOTYPE_COLUMN in var.columns:
+        biotype = var[NON_GENE_BIOTYPE_COLUMN].astype(object)
+        text = biotype.where(biotype.notna(), "gene").astype(str).str.strip().str.lower()
+        other = (text != "gene").to_numpy()
+        for kind, count in pd.Series(text[other]).value_counts().items():
+            reasons[f"{NON_GENE_BIOTYPE_COLUMN} '{kind}'"] = int(count)
+        mask |= other
+    names = np.asarray(var.index.astype(str), dtype=object)
+    sym = np.asarray(symbols.symbols, dtype=object)
+    spike = np.array(
+        [
+            str(a).strip().upper().startswith(SPIKE_IN_PREFIX)
+            or str(b).strip().upper().startswith(SPIKE_IN_PREFIX)
+            for a, b in zip(names, sym, strict=False)
+        ],
+        dtype=bool,
+    )
+    if len(spike) == n and (spike & ~mask).any():
+        reasons["ERCC spike-ins"] = int((spike & ~mask).sum())
+        mask |= spike
+    examples = tuple(str(s) or str(i) for s, i in zip(sym[mask][:3], names[mask][:3], strict=False))
+    return NonGenes(mask, reasons, examples)
+
+
 @dataclass(frozen=True)
 class Vocabulary:
     """The C2S words of a matrix and how its columns map onto them.
 
     ``words`` are unique upper-cased symbols sorted alphabetically (so the word id is also the
     tie-break rank). ``word_of_column[j]`` is the word id of column ``j`` or ``-1`` when the
-    column has no symbol. ``merged`` lists groups of columns that became one word.
+    column has no symbol or is excluded. ``merged`` lists groups of columns that became one word;
+    ``repeated`` the exact duplicate names among them (name, number of columns); ``respaced``
+    the symbols whose whitespace became ``_`` (a word never holds a space); ``excluded`` how many
+    columns were left out on purpose (non-genes).
     """
 
     words: np.ndarray
     word_of_column: np.ndarray
     merged: tuple[tuple[str, tuple[str, ...]], ...]
+    repeated: tuple[tuple[str, int], ...] = ()
+    respaced: tuple[tuple[str, str], ...] = ()
+    excluded: int = 0
 
     @property
     def n_words(self) -> int:
@@ -191,12 +255,20 @@ class Vocabulary:
         return not self.merged and bool(np.all(self.word_of_column >= 0))
 
 
-def build_vocabulary(symbols: GeneSymbols, *, merge_duplicates: bool, path: str) -> Vocabulary:
+def build_vocabulary(
+    symbols: GeneSymbols,
+    *,
+    merge_duplicates: bool = True,
+    path: str,
+    exclude: np.ndarray | None = None,
+) -> Vocabulary:
     """Upper-case the symbols and map columns to words.
 
     Symbols that differ only by case (``C1orf220``/``C1ORF220``, present in real 10x hg19 data)
-    always become one word; exact duplicates are an error unless ``merge_duplicates``. Merged
-    columns are summed when sentences are built, so each word appears once per cell.
+    always become one word; exact duplicates are merged too unless ``merge_duplicates`` is
+    False (then they are an error). Merged columns are summed when sentences are built, so each
+    word appears once per cell. Whitespace inside a symbol becomes ``_``; columns set in
+    ``exclude`` (non-genes) get no word.
     """
     original = np.asarray(symbols.symbols, dtype=object)
     longest = max((len(str(s)) for s in original), default=0)
@@ -207,18 +279,30 @@ def build_vocabulary(symbols: GeneSymbols, *, merge_duplicates: bool, path: str)
             path=path,
             hint="this is not a gene symbol column; choose the right one with --symbols COLUMN",
         )
-    upper = np.array([str(s).strip().upper() for s in original], dtype=object)
+    stripped = [str(s).strip() for s in original]
+    respaced = tuple(
+        (s, _WHITESPACE.sub("_", s)) for s in dict.fromkeys(stripped) if _WHITESPACE.search(s)
+    )
+    if respaced:
+        stripped = [_WHITESPACE.sub("_", s) for s in stripped]
+    upper = np.array([s.upper() for s in stripped], dtype=object)
     has_word = upper != ""
-    if not merge_duplicates and symbols.source != SYMBOLS_ENSEMBL_MAP:
-        exact = pd.Series(original[has_word]).duplicated(keep=False)
-        if exact.any():
-            dups = pd.unique(original[has_word][exact.to_numpy()])
+    excluded = 0
+    if exclude is not None and len(exclude) == len(upper):
+        excluded = int((has_word & exclude).sum())
+        has_word &= ~exclude
+    repeated: tuple[tuple[str, int], ...] = ()
+    if symbols.source != SYMBOLS_ENSEMBL_MAP:
+        exact = pd.Series(original[has_word]).astype(str).value_counts(sort=False)
+        exact = exact[exact > 1]
+        repeated = tuple((str(k), int(v)) for k, v in exact.items())
+        if repeated and not merge_duplicates:
             raise DataError(
-                f"{len(dups):,} gene names occur more than once in {symbols.source} "
-                f"(e.g. {', '.join(map(str, dups[:3]))})",
+                f"{len(repeated):,} gene names occur more than once in {symbols.source} "
+                f"(e.g. {', '.join(name for name, _ in repeated[:3])})",
                 path=path,
-                hint="make them unique (anndata var_names_make_unique) or merge them with "
-                "--merge-duplicates",
+                hint="make them unique (anndata var_names_make_unique) or let them be merged "
+                "(leave out --no-merge-duplicates)",
             )
     words, inverse = np.unique(upper[has_word].astype(str), return_inverse=True)
     word_of_column = np.full(len(upper), -1, dtype=np.int32)
@@ -228,4 +312,6 @@ def build_vocabulary(symbols: GeneSymbols, *, merge_duplicates: bool, path: str)
     for w in np.flatnonzero(counts > 1):
         cols = np.flatnonzero(word_of_column == w)
         merged.append((str(words[w]), tuple(str(original[c]) for c in cols)))
-    return Vocabulary(words.astype(object), word_of_column, tuple(merged))
+    return Vocabulary(
+        words.astype(object), word_of_column, tuple(merged), repeated, respaced, excluded
+    )
