@@ -130,10 +130,15 @@ class SessionState:
     generated: list[GeneratedSet] = field(default_factory=list)
     annotate: AnnotateResult | None = None
     embed: EmbedResult | None = None
+    cluster_source: str = ""
+    """The obs column whose clusters were renamed (e.g. ``leiden``)."""
+    cluster_names: dict[str, str] = field(default_factory=dict)
+    """Cluster id → the user's name for it."""
 
     def is_empty(self) -> bool:
         return not (
-            self.selections
+            self.cluster_names
+            or self.selections
             or len(self.current)
             or self.conversations
             or self.generated
@@ -202,6 +207,7 @@ def session_document(state: SessionState) -> dict[str, Any]:
         "conversations": [asdict(c) for c in state.conversations.values()],
         "generated": [asdict(g) for g in state.generated],
         "results": results,
+        "cluster_names": {"source": state.cluster_source, "names": dict(state.cluster_names)},
     }
 
 
@@ -272,6 +278,9 @@ def load_session(path: str | Path, n_cells: int) -> SessionState:
             state.conversations[conv.key] = conv
         state.generated = [GeneratedSet.from_dict(g) for g in doc.get("generated", [])]
         results = dict(doc.get("results", {}))
+        names = dict(doc.get("cluster_names", {}))
+        state.cluster_source = str(names.get("source", ""))
+        state.cluster_names = {str(k): str(v) for k, v in dict(names.get("names", {})).items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise _damaged(p, exc) from exc
     if results:

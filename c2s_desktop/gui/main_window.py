@@ -141,6 +141,14 @@ class MainWindow(QMainWindow):
         self.generator = GenerateController(self)
         self.exporter = ExportController(self)
         self.session = SessionController(self)
+        # -- preparing a dataset (QC, clusters, UMAP) and its marker genes
+        from .clusters import ClusterNames
+        from .panels.markers import MarkersController
+        from .panels.prepare import PrepareController
+
+        self.clusters = ClusterNames(self)
+        self.preparer = PrepareController(self)
+        self.marker_view = MarkersController(self)
         self._restore_settings()  # after every dock exists, so the saved layout covers them
 
     # -- construction --------------------------------------------------------------------------

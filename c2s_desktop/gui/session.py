@@ -86,6 +86,7 @@ class SessionController(QObject):
             self._arrays_fingerprint(),
             assistant.revision if assistant is not None else 0,
             generator.revision if generator is not None else 0,
+            getattr(getattr(w, "clusters", None), "revision", 0),
         )
 
     def state(self) -> SessionState:
@@ -94,6 +95,7 @@ class SessionController(QObject):
         results = self._results()
         assistant = getattr(w, "assistant", None)
         generator = getattr(w, "generator", None)
+        clusters = getattr(w, "clusters", None)
         return SessionState(
             n_cells=w.selection.n_cells,
             data_path=str(w.dataset.path) if w.dataset is not None else "",
@@ -103,6 +105,8 @@ class SessionController(QObject):
             generated=list(generator.sets) if generator is not None else [],
             annotate=results.get("annotate"),
             embed=results.get("embed"),
+            cluster_source=clusters.source if clusters is not None else "",
+            cluster_names=dict(clusters.names) if clusters is not None else {},
         )
 
     # -- watching ------------------------------------------------------------------------------
@@ -192,6 +196,8 @@ class SessionController(QObject):
             parts.append("embedding")
         if state.generated:
             parts.append(f"{len(state.generated)} generated set(s)")
+        if state.cluster_names:
+            parts.append(f"{len(state.cluster_names)} cluster name(s)")
         self.restored_text = "Session restored" + (f": {', '.join(parts)}" if parts else "")
         self._tell(self.restored_text)
         self.restored.emit(self.restored_text)
@@ -231,6 +237,9 @@ class SessionController(QObject):
         generator = getattr(w, "generator", None)
         if generator is not None:
             generator.set_sets(state.generated)
+        clusters = getattr(w, "clusters", None)
+        if clusters is not None and state.cluster_names:
+            clusters.set_names(state.cluster_source, state.cluster_names)
         if len(state.current):
             w.set_selection(state.current)
         if assistant is not None:

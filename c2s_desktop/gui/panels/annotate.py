@@ -190,7 +190,7 @@ class AnnotatePanel(QWidget):
             box.clear()
             box.addItems(items)
             box.blockSignals(False)
-        for guess in ("louvain", "leiden", "cluster", "clusters"):
+        for guess in ("leiden", "louvain", "cluster", "clusters"):  # leiden: a prepared file
             if guess in keep:
                 self.cluster_box.setCurrentText(guess)
                 break
@@ -201,6 +201,13 @@ class AnnotatePanel(QWidget):
         if not keep and self.candidates_box.currentText() == CANDIDATES_OBS:
             self.candidates_box.setCurrentText(CANDIDATES_TYPED)
         self._candidates_source()
+
+    def add_candidate_source(self, column: str) -> None:
+        """Offer an obs column added in memory (e.g. renamed clusters) as candidate labels."""
+        if self.candidates_obs.findText(column) < 0:
+            self.candidates_obs.addItem(column)
+        elif self.candidates_obs.currentText() == column:
+            self._candidates_source()  # its values changed: refresh the candidate list
 
     def _candidates_source(self, *_: object) -> None:
         source = self.candidates_box.currentText()
