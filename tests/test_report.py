@@ -4,7 +4,6 @@ methods; each section only when the file holds its data, all text escaped."""
 from __future__ import annotations
 
 import html
-import json
 import re
 from importlib.metadata import version
 
@@ -12,10 +11,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-import scanpy as sc
 
 from c2s_desktop.core.export import full_column, provenance, write_annotated_copy
 from c2s_desktop.core.model_store import cached_sha256, demo_model_path
+from c2s_desktop.core.preprocess import PreprocessOptions, preprocess_file
 from c2s_desktop.core.report import render_report, write_report
 from c2s_desktop.core.report_sections import LOW_CONFIDENCE
 from c2s_desktop.core.report_svg import MAX_POINTS, scatter_svg
@@ -24,62 +23,9 @@ from c2s_desktop.core.resources import resource_path
 from .conftest import sha256, write_h5ad
 
 DATA = resource_path("demo", "pbmc_demo.h5ad")
-OPTIONS = {
-    "min_genes": 150,
-    "max_genes": None,
-    "max_pct_mt": 5.0,
-    "min_cells": 3,
-    "n_top_genes": 500,
-    "n_pcs": 30,
-    "n_neighbors": 15,
-    "resolution": 1.0,
-    "seed": 0,
-}
+OPTIONS = PreprocessOptions(min_genes=200, max_pct_mt=0.5, n_top_genes=500, n_pcs=30)
 ODD = "<b>x</b>"
 SCANPY = version("scanpy")
-
-
-def _prepare(src, out) -> None:
-    """A prepared file laid out as the preprocessing contract says, made with scanpy."""
-    counts = ad.read_h5ad(src)
-    adata = counts.copy()
-    adata.var["mt"] = adata.var_names.str.startswith("MT-")
-    adata.var["ribo"] = adata.var_names.str.startswith(("RPS", "RPL"))
-    sc.pp.calculate_qc_metrics(adata, qc_vars=["mt", "ribo"], percent_top=None, inplace=True)
-    keep = (adata.obs["n_genes_by_counts"] >= OPTIONS["min_genes"]) & (
-        adata.obs["pct_counts_mt"] <= OPTIONS["max_pct_mt"]
-    )
-    adata = adata[keep.to_numpy()].copy()
-    raw = counts[keep.to_numpy()].copy()
-    sc.pp.filter_genes(adata, min_cells=OPTIONS["min_cells"])
-    adata.layers["counts"] = adata.X.copy()
-    sc.pp.normalize_total(adata)
-    sc.pp.log1p(adata)
-    sc.pp.highly_variable_genes(adata, n_top_genes=OPTIONS["n_top_genes"])
-    sc.pp.pca(adata, n_comps=OPTIONS["n_pcs"], random_state=0)
-    sc.pp.neighbors(adata, n_neighbors=OPTIONS["n_neighbors"], random_state=0)
-    sc.tl.umap(adata, random_state=0)
-    sc.tl.leiden(adata, flavor="igraph", n_iterations=2, directed=False, random_state=0)
-    sc.tl.rank_genes_groups(adata, "leiden", method="wilcoxon")
-    adata.raw = raw
-    from sklearn.metrics import adjusted_rand_score
-
-    adata.uns["c2s_preprocess"] = {
-        "app": "c2s-desktop test",
-        "input": src.name,
-        "input_sha256": sha256(src),
-        "options": json.dumps(OPTIONS),
-        "mito_prefix": "MT-",
-        "n_cells_in": counts.n_obs,
-        "n_cells_kept": adata.n_obs,
-        "n_genes_in": counts.n_vars,
-        "n_genes_kept": adata.n_vars,
-        "removed": {"min_genes": int(counts.n_obs - keep.sum()), "max_pct_mt": 0},
-        "counts_source": "raw",
-        "scanpy": SCANPY,
-        "ari": {"cell_type": adjusted_rand_score(adata.obs["cell_type"], adata.obs["leiden"])},
-    }
-    adata.write_h5ad(out)
 
 
 def _annotate(src, out, labels, prob) -> dict:
@@ -110,7 +56,7 @@ def _annotate(src, out, labels, prob) -> dict:
 def annotated(tmp_path_factory):
     folder = tmp_path_factory.mktemp("report")
     prepared, out = folder / "prepared.h5ad", folder / "annotated.h5ad"
-    _prepare(DATA, prepared)
+    preprocess_file(DATA, prepared, OPTIONS, labels=("cell_type",))
     obs = ad.read_h5ad(prepared, backed="r").obs
     rng = np.random.default_rng(1)
     labels = obs["cell_type"].astype(str).to_numpy().copy()
@@ -138,8 +84,11 @@ def test_qc_section_shows_the_recorded_thresholds_and_counts(annotated):
     prep = ad.read_h5ad(out, backed="r").uns["c2s_preprocess"]
     qc = _section(text, "qc")
     assert f"<td>{prep['n_cells_in']:,}</td>" in qc and f"<td>{prep['n_cells_kept']:,}</td>" in qc
-    assert f"{prep['removed']['min_genes']:,}" in qc and "MT-" in qc
-    options = json.loads(prep["options"])
+    removed = prep["cells_removed"]["min_genes"]
+    assert removed > 0 and f"<th>cells removed by min_genes</th><td>{removed:,}</td>" in qc
+    assert "<td>MT-</td>" in qc
+    options = prep["options"]
+    assert options["min_genes"] == OPTIONS.min_genes
     assert f"<th>min_genes</th><td>{options['min_genes']}</td>" in qc
     assert f"<th>max_pct_mt</th><td>{options['max_pct_mt']:g}</td>" in qc
     assert "<th>max_genes</th><td>none</td>" in qc
@@ -202,6 +151,7 @@ def test_methods_name_the_demo_model_and_the_preprocessing(annotated):
     assert cached_sha256(demo_model_path())[:12] in section and "Q8_0" in section
     assert "label log-likelihood" in section and "obs['cell_type']" in section
     assert f"scanpy {SCANPY}" in section and "Leiden" in section
+    assert f"at least {OPTIONS.min_genes} genes" in section
 
 
 def test_report_is_self_contained(annotated):
@@ -225,6 +175,29 @@ def test_scatter_of_many_cells_is_downsampled():
     xy = np.random.default_rng(0).normal(size=(n, 2))
     labels = pd.Series(np.where(np.arange(n) % 3 == 0, "a", "b"))
     svg = scatter_svg(xy, labels)
-    assert svg.count("h0") == MAX_POINTS and svg.count("<path") == 2
+    assert svg.count('h.1"') + svg.count("h.1M") == MAX_POINTS and svg.count("<path") == 2
     assert f"{MAX_POINTS:,} of {n:,} cells drawn" in svg
     assert len(svg) < 20 * MAX_POINTS
+
+
+def test_dot_plots_show_the_top_markers_of_each_group(annotated):
+    out, text = annotated
+    a = ad.read_h5ad(out, backed="r")
+    section = _section(text, "markers")
+    titles = re.findall(r"<h3>(.*?)</h3>", section)
+    assert titles == ["Markers per cluster (Leiden)", "Markers per predicted cell type"]
+    names = a.uns["rank_genes_groups"]["names"]
+    expected = []
+    for group in names.dtype.names:
+        expected += [g for g in names[group][:3] if g not in expected]
+    cluster_plot = section.split("<h3>")[1]
+    shown = re.search(
+        r"rank_genes_groups stored in the file \(Wilcoxon\): (.*?)\.</p>", cluster_plot
+    )
+    assert shown.group(1).split(", ") == expected
+    rows = cluster_plot.count('text-anchor="end"')
+    assert rows == a.obs["leiden"].nunique()
+    # a dot per (group, gene) with cells expressing it; its tooltip names the fraction
+    assert cluster_plot.count("<circle") >= len(expected) + 3  # + the size legend
+    predicted = section.split("<h3>")[2]
+    assert "ranked for this report" in predicted and html.escape(ODD) in predicted

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import de
 from .dataset import Dataset
 from .progress import CancelToken, ProgressFn, check_cancel, no_progress
 from .report_sections import CELL_TYPE, CLUSTER, esc, section
@@ -67,11 +68,6 @@ def dot_plots(
 ) -> list[DotPlot]:
     """Dot plots per cluster (``leiden``) and per predicted type, for the columns ``dataset.obs``
     holds with 2 to :data:`MAX_GROUPS` groups."""
-    try:
-        from . import de
-    except ImportError:  # TEMP until core/de.py lands
-        return []
-
     plots = []
     todo = [
         (CLUSTER, "Markers per cluster (Leiden)"),

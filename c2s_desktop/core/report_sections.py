@@ -8,25 +8,25 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .catalog import MODEL_TASKS
+from .preprocess import CLUSTER_KEY, PreprocessOptions, adjusted_rand, label_columns
 from .report_svg import histogram_svg, scatter_svg
 
 CELL_TYPE = "c2s_cell_type"
 CELL_PROB = "c2s_cell_type_prob"
 RUNNER_UP_COLUMNS = ("c2s_cell_type_runner_up", "c2s_cell_type_second")
-CLUSTER = "leiden"
+CLUSTER = CLUSTER_KEY
 LOW_CONFIDENCE = 0.5
 N_LOWEST = 25
 MAX_MATRIX = 25
 EMBEDDING_ORDER = ("X_umap", "X_c2s_2d", "X_tsne", "X_pca", "X_c2s")
-_LABEL_NAME = re.compile(r"cell.?type|label|annotation|celltype", re.IGNORECASE)
 DEMO_NOTE = (
     "a 4 MB demo model trained on 700 PBMCs: labels are illustrative. It is a 4-layer GPT-NeoX "
     "trained in this project on 80 % of the bundled demo cells (blood cells of one donor) for "
@@ -96,9 +96,17 @@ _QC_FACTS = (
     ("n_genes_in", "genes in the input"),
     ("n_genes_kept", "genes kept (in enough cells)"),
     ("mito_prefix", "mitochondrial gene prefix"),
-    ("counts_source", "counts taken from"),
+    ("n_mito_genes", "mitochondrial genes found"),
+    ("input_counts_source", "counts taken from"),
+    ("n_clusters", "Leiden clusters"),
     ("input", "input file"),
 )
+
+
+def recorded_options(prep: Mapping[str, Any]) -> dict[str, Any]:
+    """Every preprocessing option: the recorded value, ``None`` where none was set."""
+    options = as_mapping(prep.get("options"))
+    return {f.name: _plain(options.get(f.name)) for f in fields(PreprocessOptions)}
 
 
 def qc_section(prep: Mapping[str, Any], obs: pd.DataFrame) -> str:
@@ -106,11 +114,14 @@ def qc_section(prep: Mapping[str, Any], obs: pd.DataFrame) -> str:
     qc_cols = [c for c in ("n_genes_by_counts", "total_counts", "pct_counts_mt") if c in obs]
     if not prep and not qc_cols:
         return ""
-    options = as_mapping(prep.get("options"))
+    options = recorded_options(prep) if prep else {}
     facts = [(label, prep[key]) for key, label in _QC_FACTS if key in prep]
-    removed = as_mapping(prep.get("removed") or prep.get("cells_removed"))
-    facts += [(f"cells removed by {k}", v) for k, v in removed.items()]
+    for key, what in (("cells_removed", "cells removed by"), ("genes_removed", "genes removed by")):
+        facts += [(f"{what} {k}", v) for k, v in as_mapping(prep.get(key)).items()]
     body = _table(facts) if facts else ""
+    notes = prep.get("notes")
+    if notes is not None and len(notes):
+        body += "".join(f"<p class=warn>{esc(n)}</p>" for n in np.atleast_1d(notes))
     if options:
         body += "<h3>Thresholds and parameters</h3>" + _table(list(options.items()))
     figures = []
@@ -178,15 +189,8 @@ def label_column(obs: pd.DataFrame, records: Mapping[str, Any]) -> str | None:
     chosen = params.get("candidates_from")
     if isinstance(chosen, str) and chosen in obs and not chosen.startswith("c2s_"):
         return chosen
-    for col in obs.columns:
-        name = str(col)
-        if name.startswith("c2s_") or not _LABEL_NAME.search(name):
-            continue
-        s = obs[col]
-        categorical = isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(s)
-        if categorical and 1 < s.nunique(dropna=True) <= 500:
-            return name
-    return None
+    found = [c for c in label_columns(obs) if not c.startswith("c2s_")]
+    return next((c for c in found if 1 < obs[c].nunique(dropna=True) <= 500), None)
 
 
 def _top(values: pd.Series, limit: int) -> pd.Series:
@@ -243,10 +247,8 @@ def agreement_section(
 
 
 def _ari_html(truth: pd.Series, pred: pd.Series, known: str, ari: Mapping[str, Any]) -> str:
-    from sklearn.metrics import adjusted_rand_score
-
     items = [
-        f"<li>Predicted type vs {esc(known)}: {adjusted_rand_score(truth, pred):.3f}</li>",
+        f"<li>Predicted type vs {esc(known)}: {adjusted_rand(truth, pred):.3f}</li>",
         *(
             f"<li>Leiden clusters vs {esc(col)}: {float(_plain(v)):.3f} (recorded by "
             "preprocessing)</li>"
@@ -392,19 +394,24 @@ def _scoring_paragraph(record: Mapping[str, Any]) -> str:
 
 
 def _preprocess_paragraph(prep: Mapping[str, Any]) -> str:
-    options = as_mapping(prep.get("options"))
+    options = recorded_options(prep)
+    versions = as_mapping(prep.get("versions"))
 
-    def opt(key: str) -> str:
-        value = _plain(options.get(key, "default"))
-        return "none" if value is None else esc(value)
+    def opt(*keys: str) -> str:
+        key = next((k for k in keys if k in prep or options.get(k) is not None), keys[-1])
+        value = prep.get(key) if key in prep else options.get(key)
+        return "none" if value is None else esc(_plain(value))
 
     return (
-        f"<p>Preprocessing used scanpy {esc(prep.get('scanpy') or prep.get('scanpy_version'))}"
-        f": QC metrics (calculate_qc_metrics), cells kept with at least {opt('min_genes')} "
-        f"genes (max {opt('max_genes')}, max % mito {opt('max_pct_mt')}), genes kept in at "
-        f"least {opt('min_cells')} cells; counts normalised per cell and log1p-transformed; "
-        f"{opt('n_top_genes')} highly variable genes; PCA ({opt('n_pcs')} components); "
-        f"neighbours (k = {opt('n_neighbors')}); UMAP; Leiden clustering (resolution "
-        f"{opt('resolution')}); marker genes by Wilcoxon test (Benjamini–Hochberg). Seed "
-        f"{opt('seed')}. {esc(prep.get('app', ''))} {esc(prep.get('time', ''))}</p>"
+        f"<p>Preprocessing used scanpy {esc(versions.get('scanpy') or prep.get('scanpy'))}"
+        f" (anndata {esc(versions.get('anndata'))}): QC metrics (calculate_qc_metrics), cells "
+        f"kept with at least {opt('min_genes')} genes (at most {opt('max_genes')}; "
+        f"mitochondrial share at most {opt('max_pct_mt')} %), genes kept when seen in at least "
+        f"{opt('min_cells')} cells; counts normalised per cell (normalize_total) and "
+        f"log1p-transformed; {opt('n_top_genes')} highly variable genes (flavor "
+        f"{opt('hvg_flavor')}); PCA ({opt('n_pcs_used', 'n_pcs')} components); neighbour "
+        f"graph (k = {opt('n_neighbors_used', 'n_neighbors')}); UMAP; Leiden clustering "
+        f"(resolution {opt('resolution')});"
+        f" marker genes per cluster by Wilcoxon rank-sum test (Benjamini–Hochberg). Random "
+        f"seed {opt('seed')}. {esc(prep.get('app', ''))}, {esc(prep.get('time', 'n/a'))}.</p>"
     )

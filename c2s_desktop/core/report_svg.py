@@ -49,7 +49,7 @@ def scatter_svg(xy: np.ndarray, labels: pd.Series | None, size: int = 460, title
     paths = []
     for cat in reversed(list(colour)):  # the largest group first, small ones drawn on top
         mask = values[idx] == cat
-        d = "".join(f"M{x:.1f} {size - y:.1f}h0" for x, y in scaled[mask])
+        d = "".join(f"M{x:.1f} {size - y:.1f}h.1" for x, y in scaled[mask])
         paths.append(
             f'<path d="{d}" stroke="{colour[cat]}" stroke-width="3.2" '
             'stroke-linecap="round" fill="none"/>'
