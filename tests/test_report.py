@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from c2s_desktop.core.dataset import open_dataset
 from c2s_desktop.core.export import full_column, provenance, write_annotated_copy
 from c2s_desktop.core.model_store import cached_sha256, demo_model_path
 from c2s_desktop.core.preprocess import PreprocessOptions, preprocess_file
-from c2s_desktop.core.report import render_report, write_report
+from c2s_desktop.core.report import render_report, render_results, write_report
 from c2s_desktop.core.report_sections import LOW_CONFIDENCE
 from c2s_desktop.core.report_svg import MAX_POINTS, scatter_svg
 from c2s_desktop.core.resources import resource_path
@@ -201,3 +202,22 @@ def test_dot_plots_show_the_top_markers_of_each_group(annotated):
     assert cluster_plot.count("<circle") >= len(expected) + 3  # + the size legend
     predicted = section.split("<h3>")[2]
     assert "ranked for this report" in predicted and html.escape(ODD) in predicted
+
+
+def test_results_in_memory_with_the_open_dataset_show_its_sections(annotated):
+    """The window's export: results held in memory plus the open (prepared) dataset."""
+    out, _ = annotated
+    prepared = out.with_name("prepared.h5ad")
+    with open_dataset(prepared) as ds:
+        n = ds.n_cells
+        frame = pd.DataFrame(
+            {"c2s_cell_type": ds.obs["cell_type"].astype(str).to_numpy()},
+            index=ds.obs.index,
+        )
+        text = render_results(
+            prepared.name, frame, {"X_umap": ds.embedding("X_umap")}, {}, dataset=ds
+        )
+    assert f"<td>{n:,}</td>" in _section(text, "qc")
+    assert "Markers per cluster (Leiden)" in _section(text, "markers")
+    assert "Overall accuracy: 100.0%" in _section(text, "agreement")
+    assert '<section id="confidence">' not in text  # no probabilities in these results

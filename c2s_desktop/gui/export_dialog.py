@@ -238,8 +238,11 @@ def write_exports(
     plot_embedding: np.ndarray | None = None,
     progress: ProgressFn = no_progress,
     cancel: CancelToken | None = None,
+    dataset: Any = None,
 ) -> list[Path]:
-    """Write the chosen outputs (``targets`` keys: h5ad, csv, report); returns their paths."""
+    """Write the chosen outputs (``targets`` keys: h5ad, csv, report); returns their paths.
+
+    With the open ``dataset``, the report also shows its labels, QC and marker dot plots."""
     if not targets:
         raise DataError("nothing chosen to export", hint="tick at least one output")
     for path in targets.values():
@@ -275,7 +278,9 @@ def write_exports(
         figures = dict(obsm)
         if plot_embedding is not None and content.embedding_name:
             figures = {content.embedding_name: plot_embedding, **figures}
-        html_text = render_results(content.input_path.name, frame, figures, records)
+        html_text = render_results(
+            content.input_path.name, frame, figures, records, dataset=dataset, cancel=cancel
+        )
         written.append(write_html(html_text, targets["report"], overwrite=overwrite))
     progress(1.0, "export: done")
     return written
@@ -292,7 +297,9 @@ def _export_job(
     xy = None
     if content.embedding_name and "report" in targets:
         xy = dataset.embedding(content.embedding_name)
-    return write_exports(content, targets, overwrite, xy, progress=progress, cancel=cancel)
+    return write_exports(
+        content, targets, overwrite, xy, progress=progress, cancel=cancel, dataset=dataset
+    )
 
 
 # -- the dialog --------------------------------------------------------------------------------
