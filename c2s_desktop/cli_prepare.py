@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -171,10 +172,9 @@ def markers(
         err.print(f"wrote {len(table):,} marker rows to {output}", markup=False, soft_wrap=True)
         return
     cells_text = [[_cell(v) for v in row] for row in table.itertuples(index=False)]
-    if not out.is_terminal:  # piped: tab-separated, whole values
-        out.print("\t".join(table.columns), markup=False, soft_wrap=True)
-        for row in cells_text:
-            out.print("\t".join(row), markup=False, soft_wrap=True, highlight=False)
+    if not out.is_terminal:  # piped: tab-separated lines
+        lines = ["\t".join(table.columns), *("\t".join(row) for row in cells_text)]
+        sys.stdout.write("\n".join(lines) + "\n")
         return
     view = Table(*table.columns, box=None)
     for row in cells_text:
