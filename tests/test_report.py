@@ -167,6 +167,12 @@ def test_file_without_preprocessing_or_labels_renders(tmp_path):
     write_annotated_copy(src, out, obsm={"X_c2s_2d": xy}, uns={"embed": provenance(src, "embed")})
     text = render_report(out)
     assert "<svg" in text
+    obs = pd.DataFrame(
+        {"c2s_cell_type": ["a", "b", None], "c2s_cell_type_prob": [0.4, np.nan, 0.1]},
+        index=["same", "same", "other"],  # cell ids need not be unique; NaN is not low
+    )
+    low = _section(render_results("x.h5ad", obs, {}, {}), "confidence")
+    assert "1 of 1 labelled cells" in low and low.count("<tr><td>") == 1
     for key in ("qc", "markers", "agreement", "confidence"):
         assert f'<section id="{key}">' not in text
 

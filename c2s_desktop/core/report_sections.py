@@ -270,16 +270,20 @@ def low_confidence_section(
     if CELL_TYPE not in obs or CELL_PROB not in obs:
         return ""
     prob = pd.to_numeric(obs[CELL_PROB], errors="coerce").astype(float)
-    scored = prob[np.isfinite(prob.to_numpy())]
-    if scored.empty:
+    values = prob.to_numpy()
+    finite = np.isfinite(values) & obs[CELL_TYPE].notna().to_numpy()
+    scored = values[finite]
+    if len(scored) == 0:
         return ""
     n_low = int((scored < threshold).sum())
-    lowest = scored.sort_values(kind="stable").index[:N_LOWEST]
+    lowest = np.argsort(np.where(finite, values, np.inf), kind="stable")[
+        : min(N_LOWEST, len(scored))
+    ]
     runner = next((c for c in RUNNER_UP_COLUMNS if c in obs), None)
     head = "<tr><th>cell</th><th>predicted</th><th>probability</th>"
     head += ("<th>runner-up</th>" if runner else "") + (f"<th>{esc(known)}</th>" if known else "")
     rows = []
-    for pos in obs.index.get_indexer(lowest):
+    for pos in lowest:  # by position: cell ids need not be unique
         r = obs.iloc[pos]
         row = f"<td>{esc(obs.index[pos])}</td><td>{esc(r[CELL_TYPE])}</td>"
         row += f"<td class=num>{float(r[CELL_PROB]):.3f}</td>"
