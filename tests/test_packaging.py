@@ -60,9 +60,57 @@ def test_spec_builds_three_executables_into_one_folder():
 
 def test_spec_keeps_dev_only_and_unused_packages_out():
     excludes = set(_string_list(_spec_tree(), "EXCLUDES"))
-    for name in ("tkinter", "torch", "transformers", "pytest", "matplotlib", "llama_cpp.server"):
+    for name in ("tkinter", "torch", "transformers", "pytest", "llama_cpp.server"):
         assert name in excludes
     assert not any(e in excludes for e in ("PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets"))
+    # scanpy's preprocessing imports these at run time (matplotlib: scanpy imports its plotting).
+    needed = ("scanpy", "numba", "llvmlite", "sklearn", "umap", "pynndescent", "igraph")
+    needed += ("statsmodels", "matplotlib", "PIL")
+    assert not [e for e in excludes if e.split(".")[0] in needed and "." not in e]
+
+
+HOOK = PACKAGING / "hooks" / "rthooks" / "pyi_rth_c2s_numba_cache.py"
+NUMBA_SCRIPT = """
+import os, runpy, sys, types
+sys._MEIPASS = sys.argv[1]
+runpy.run_path(sys.argv[2])
+import numba
+src = "def twice_plus_one(x):\\n    return 2 * x + 1\\n"
+mod = sys.modules["fakepkg_mod"] = types.ModuleType("fakepkg_mod")
+exec(compile(src, os.path.join("fakepkg", "mod.py"), "exec"), mod.__dict__)  # as bundled code
+f = numba.njit(cache=True)(mod.twice_plus_one)
+print(f(20), sum(f.stats.cache_hits.values()), os.environ["NUMBA_CACHE_DIR"])
+"""
+
+
+@pytest.mark.timeout(240)
+def test_numba_cache_hook_caches_bundled_code_per_user_not_in_the_bundle(tmp_path):
+    """Bundled modules' code names a relative path: the runtime hook caches their numba
+    functions under the user's cache folder (whatever the current folder), a second start
+    loads them from there, and nothing is written into the bundle."""
+    bundle = tmp_path / "bundle"
+    (bundle / "fakepkg").mkdir(parents=True)
+    (bundle / "fakepkg" / "mod.pyc").write_bytes(b"stamp")
+    before = sorted(p.relative_to(bundle) for p in bundle.rglob("*"))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home")}
+    runs = []
+    for cwd in (tmp_path, bundle / "fakepkg"):
+        proc = subprocess.run(
+            [sys.executable, "-c", NUMBA_SCRIPT, str(bundle), str(HOOK)],
+            capture_output=True,
+            text=True,
+            timeout=200,
+            env=env,
+            cwd=cwd,
+        )
+        assert proc.returncode == 0, proc.stderr
+        runs.append(proc.stdout.split())
+    cache = tmp_path / "home" / ".cache" / "c2s-desktop" / "numba"
+    assert [r[0] for r in runs] == ["41", "41"]
+    assert runs[0][1] == "0" and int(runs[1][1]) > 0  # compiled once, then loaded
+    assert runs[0][2] == runs[1][2] == str(cache)
+    assert {p.suffix for p in (cache / "fakepkg").iterdir()} == {".nbi", ".nbc"}
+    assert sorted(p.relative_to(bundle) for p in bundle.rglob("*")) == before
 
 
 def test_package_venv_never_installs_the_dev_extras():

@@ -1,8 +1,9 @@
 """``c2s-desktop --self-test``: drive the main paths on the demo data, report one line.
 
 Used by installers and CI to prove a packaged app works: open, draw, colour, select, top genes,
-cell sentences, gene colouring, PCA, export, and a small annotation with the bundled demo model
-(in its own process). Settings, sessions and the models folder go to a temporary folder.
+cell sentences, gene colouring, PCA, export, a small annotation with the bundled demo model
+(in its own process) and a preprocessing of the data's counts with scanpy (QC, clustering, UMAP,
+markers; in a child process too). Settings, sessions and the models folder go to a temporary folder.
 """
 
 from __future__ import annotations
@@ -73,10 +74,28 @@ def run_self_test(window: MainWindow, data: Path, out_dir: Path) -> str:
     out = window.export_selection(out_dir / "selection.csv")
     _check(out is not None and len(out.read_text().splitlines()) == ds.n_cells + 1, "bad export")
     agreement = _annotate(window)
+    prepared = _preprocess(data, out_dir / "prepared.h5ad")
     return (
         f"{ds.n_cells} cells, category '{first}' ({n} cells), top gene {gene}, "
-        f"demo model labels agree on {agreement:.0%} of {ANNOTATE_CELLS} cells"
+        f"demo model labels agree on {agreement:.0%} of {ANNOTATE_CELLS} cells, {prepared}"
     )
+
+
+def _preprocess(data: Path, output: Path) -> str:
+    """Preprocess ``data`` with scanpy in a child process, as the Prepare dialog does (the
+    command line runs it in-process); the output has clusters and a UMAP."""
+    import h5py
+
+    from ..core.preprocess import CLUSTER_KEY, run_preprocess_process
+
+    summary = run_preprocess_process(data, output)
+    with h5py.File(output, "r") as f:
+        _check(f"obs/{CLUSTER_KEY}" in f, f"preprocessing wrote no obs['{CLUSTER_KEY}']")
+        _check("obsm/X_umap" in f, "preprocessing wrote no obsm['X_umap']")
+        shape = f["obsm/X_umap"].shape
+    _check(shape == (summary.n_cells_kept, 2), f"preprocessing wrote a UMAP of shape {shape}")
+    _check(summary.n_clusters > 1, f"preprocessing found {summary.n_clusters} cluster(s)")
+    return f"preprocessed {summary.n_cells_kept} cells into {summary.n_clusters} clusters"
 
 
 def _annotate(window: MainWindow) -> float:
