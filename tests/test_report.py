@@ -227,3 +227,10 @@ def test_results_in_memory_with_the_open_dataset_show_its_sections(annotated):
     assert "Markers per cluster (Leiden)" in _section(text, "markers")
     assert "Overall accuracy: 100.0%" in _section(text, "agreement")
     assert '<section id="confidence">' not in text  # no probabilities in these results
+
+
+def test_prepared_file_without_annotation_renders_its_analysis(annotated):
+    text = render_report(annotated[0].with_name("prepared.h5ad"))
+    assert '<section id="qc">' in text and '<section id="methods">' in text
+    assert _section(text, "markers").count("<h3>") == 1  # clusters only
+    assert '<section id="agreement">' not in text and '<section id="confidence">' not in text
