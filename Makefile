@@ -64,6 +64,7 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/quantize.py
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/annotate_representative.py
+	$(BIN)/python bench/preprocess.py
 	$(BIN)/python resources/demo/evaluate_demo_model.py
 
 clean:
