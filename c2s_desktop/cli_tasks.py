@@ -191,7 +191,12 @@ def annotate(
         str | None, typer.Option("--candidates-from", help="obs column whose values are labels.")
     ] = None,
     cluster_key: Annotated[
-        str | None, typer.Option("--cluster-key", help="obs column of clusters (representative).")
+        str | None,
+        typer.Option(
+            "--cluster-key",
+            help="obs column of clusters for representative mode (default: leiden when the "
+            "file has it, else k-means; 'k-means' forces k-means).",
+        ),
     ] = None,
     per_cluster: Annotated[int, typer.Option("--per-cluster", min=1)] = 5,
     mode: Annotated[str, typer.Option("--mode", help="auto, per-cell or representative.")] = "auto",
@@ -262,6 +267,8 @@ def annotate(
             with _progress("annotate") as (update, cancel):
                 result = annotate(ds, engine, opts, progress=update, cancel=cancel)
             _warn(result.warnings)
+            if result.cluster_source:
+                err.print(f"representative cells per cluster of {result.cluster_source}")
             err.print(
                 f"scored {len(result.scored_rows):,} cells "
                 f"({result.seconds_per_scored_cell:.2f} s per cell; per-cell mode for all "
@@ -272,7 +279,11 @@ def annotate(
                 data,
                 "annotate",
                 template_id=result.template_id,
-                parameters={**_params(opts), "n_genes": result.n_genes},
+                parameters={
+                    **_params(opts),
+                    "n_genes": result.n_genes,
+                    "clusters": result.cluster_source,
+                },
                 **_model_record(model, engine),
             )
         columns = {

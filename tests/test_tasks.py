@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -167,3 +168,21 @@ def test_per_cell_prompt_longer_than_the_context_is_shortened(ds):
     assert len(shortened) == 1 and "3 cell prompts" in shortened[0] and "256 tokens" in shortened[0]
     fewest = int(shortened[0].split("as few as ")[1].split()[0])
     assert 20 <= fewest < 200
+
+
+def test_representative_mode_uses_leiden_clusters_of_a_prepared_file(tmp_path, engine):
+    """No --cluster-key: a file with obs['leiden'] is clustered by it, not by k-means."""
+    from c2s_desktop.core.preprocess import PreprocessOptions, preprocess_file
+    from c2s_desktop.core.tasks.annotate import CLUSTERS_KMEANS, scored_cell_count
+
+    prepared = preprocess_file(DEMO_DATA, tmp_path / "prepared.h5ad", PreprocessOptions()).output
+    with open_dataset(prepared) as ds:
+        opts = AnnotateOptions(candidates=("B cell", "T cell"), mode=MODE_REPRESENTATIVE)
+        res = annotate(ds, engine, dataclasses.replace(opts, per_cluster=1))
+        leiden = ds.obs["leiden"].astype(str).to_numpy()
+        assert res.cluster_source == "obs['leiden']"
+        assert np.array_equal(res.clusters, leiden)
+        assert len(res.scored_rows) == len(set(leiden))
+        assert scored_cell_count(ds, opts) == sum(min(5, n) for n in ds.obs["leiden"].value_counts())
+        kmeans = dataclasses.replace(opts, cluster_key=CLUSTERS_KMEANS, per_cluster=1)
+        assert annotate(ds, engine, kmeans).cluster_source.startswith("k-means")

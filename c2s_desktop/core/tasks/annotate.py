@@ -5,7 +5,8 @@ probabilities are the softmax of the log-likelihoods over the candidates. Candid
 the user, from an obs column, or from the model's own greedy answers on a sample of cells.
 
 Representative mode (default for large selections): ``per_cluster`` cells closest to each
-cluster centre (clusters from an obs key, or k-means on expression PCA) are scored; every other
+cluster centre (clusters from an obs key, the Leiden clusters of a prepared file, or k-means on
+expression PCA) are scored; every other
 cell takes the probability-weighted vote of its nearest scored cells in PCA space.
 """
 
@@ -25,6 +26,7 @@ from ..dataset import Dataset
 from ..embedding import compute_pca
 from ..engine.base import Engine, GenerateParams, Score
 from ..errors import DataError
+from ..preprocess import CLUSTER_KEY
 from ..progress import CancelToken, ProgressFn, check_cancel, no_progress
 from ..prompts import (
     CELL_TYPE_PREDICTION,
@@ -39,6 +41,8 @@ from .common import CellPromptFitter, setup
 MODE_AUTO = "auto"
 MODE_PER_CELL = "per-cell"
 MODE_REPRESENTATIVE = "representative"
+CLUSTERS_KMEANS = "k-means"
+"""``cluster_key`` value that asks for k-means even when the file has Leiden clusters."""
 _DISCOVER_TOKENS = 32
 """Longest greedy answer when the model proposes the candidate labels itself."""
 
@@ -51,6 +55,7 @@ class AnnotateOptions:
     candidates_from: str | None = None
     mode: str = MODE_AUTO
     cluster_key: str | None = None
+    """obs column of clusters; None: ``leiden`` when the file has it, else k-means."""
     per_cluster: int = 5
     n_neighbors: int = 10
     n_genes: int | None = None
@@ -78,6 +83,8 @@ class AnnotateResult:
     n_genes: int
     seconds_per_scored_cell: float
     warnings: tuple[str, ...] = field(default=())
+    cluster_source: str = ""
+    """Where representative mode's clusters came from: ``obs['leiden']``, ``k-means (k=12)``."""
 
     def counts(self) -> dict[str, int]:
         """Cells per label, most frequent first."""
@@ -96,21 +103,18 @@ def annotate(
     """Annotate the selected cells; see the module docstring."""
     job = setup(ANNOTATE, engine, dataset, options.rows, options.n_genes)
     tmpl = template(CELL_TYPE_PREDICTION, options.template_index)
-    mode = options.mode
-    if mode == MODE_AUTO:
-        mode = MODE_REPRESENTATIVE if len(job.rows) > options.auto_threshold else MODE_PER_CELL
-    if mode not in (MODE_PER_CELL, MODE_REPRESENTATIVE):
-        raise DataError(f"unknown annotation mode '{mode}'", hint="per-cell or representative")
+    mode = resolved_mode(options, len(job.rows))
 
     def build(sentence: str, n_genes: int) -> str:
         values = prompt_values(organism=dataset.organism, n_genes=n_genes, sentence=sentence)
         return tmpl.format(**values)
 
     clusters = coords = None
+    cluster_source = ""
     scored = job.rows
     if mode == MODE_REPRESENTATIVE:
         progress(0.0, "finding representative cells")
-        clusters, coords = _clusters(dataset, job.rows, options, progress, cancel)
+        clusters, coords, cluster_source = _clusters(dataset, job.rows, options, progress, cancel)
         scored = _representatives(clusters, coords, options.per_cluster, job.rows)
     discover = CellPromptFitter(engine, build, job.n_genes, reserve=_DISCOVER_TOKENS + 1)
     candidates = _candidates(dataset, engine, options, scored, discover, cancel)
@@ -178,6 +182,7 @@ def annotate(
         job.n_genes,
         per_cell,
         warnings,
+        cluster_source,
     )
 
 
@@ -199,6 +204,49 @@ class BatchScorer(Protocol):
     ) -> None:
         """``on_result(i, scores)`` for each prefix as it finishes (any order)."""
         ...
+
+
+def resolved_mode(options: AnnotateOptions, n_rows: int) -> str:
+    """``per-cell`` or ``representative`` for ``n_rows`` selected cells (``auto`` resolved)."""
+    mode = options.mode
+    if mode == MODE_AUTO:
+        mode = MODE_REPRESENTATIVE if n_rows > options.auto_threshold else MODE_PER_CELL
+    if mode not in (MODE_PER_CELL, MODE_REPRESENTATIVE):
+        raise DataError(f"unknown annotation mode '{mode}'", hint="per-cell or representative")
+    return mode
+
+
+def cluster_column(dataset: Dataset, options: AnnotateOptions) -> str | None:
+    """The obs column whose clusters representative mode uses, or None for k-means."""
+    key = options.cluster_key
+    if key == CLUSTERS_KMEANS:
+        return None
+    if key is None:
+        return CLUSTER_KEY if CLUSTER_KEY in dataset.obs.columns else None
+    if key not in dataset.obs.columns:
+        raise DataError(
+            f"no obs column '{key}'",
+            path=dataset.path,
+            hint=f"available: {', '.join(map(str, dataset.obs.columns))}",
+        )
+    return key
+
+
+def kmeans_clusters(n_rows: int) -> int:
+    """k of the k-means fallback: enough to separate the usual 10-20 cell types, at most 40."""
+    return int(np.clip(round(np.sqrt(n_rows / 5)), min(8, n_rows), 40))
+
+
+def scored_cell_count(dataset: Dataset, options: AnnotateOptions) -> int:
+    """How many cells :func:`annotate` will score with ``options`` (for time estimates)."""
+    rows = np.arange(dataset.n_cells) if options.rows is None else np.asarray(options.rows)
+    if resolved_mode(options, len(rows)) == MODE_PER_CELL:
+        return len(rows)
+    column = cluster_column(dataset, options)
+    if column is None:
+        return min(len(rows), kmeans_clusters(len(rows)) * options.per_cluster)
+    _, sizes = np.unique(dataset.obs[column].astype(str).to_numpy()[rows], return_counts=True)
+    return int(np.minimum(sizes, options.per_cluster).sum())
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -255,16 +303,14 @@ def _clusters(dataset, rows, options, progress, cancel):  # noqa: ANN001, ANN202
     coords = compute_pca(dataset, 20, progress=lambda f, m: progress(0.5 * f, m), cancel=cancel)[
         rows
     ]
-    if options.cluster_key:
-        if options.cluster_key not in dataset.obs.columns:
-            raise DataError(f"no obs column '{options.cluster_key}'", path=dataset.path)
-        values = dataset.obs[options.cluster_key].astype(str).to_numpy()[rows]
-        return values, coords
-    # enough clusters to separate the usual 10-20 cell types, at most 40 (scoring cost)
-    k = int(np.clip(round(np.sqrt(len(rows) / 5)), min(8, len(rows)), 40))
+    column = cluster_column(dataset, options)
+    if column is not None:
+        return dataset.obs[column].astype(str).to_numpy()[rows], coords, f"obs['{column}']"
+    k = kmeans_clusters(len(rows))
     rng = np.random.default_rng(options.seed)
     _, assignment = kmeans2(coords.astype(np.float64), k, minit="++", seed=rng)
-    return np.array([f"cluster {a}" for a in assignment], dtype=object), coords
+    labels = np.array([f"cluster {a}" for a in assignment], dtype=object)
+    return labels, coords, f"k-means on expression PCA (k={k})"
 
 
 def _representatives(clusters, coords, per_cluster, rows):  # noqa: ANN001, ANN202
