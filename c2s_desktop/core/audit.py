@@ -81,6 +81,8 @@ def file_sha256(path: str | Path) -> str | None:
         st = p.stat()
     except OSError:
         return None
+    if p.is_dir():  # a Cell Ranger matrix folder
+        return folder_sha256(p)
     if not p.is_file():
         return None
     key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
@@ -97,6 +99,32 @@ def file_sha256(path: str | Path) -> str | None:
         cache[key] = digest
         _save_cache(cache)
     return digest
+
+
+def folder_sha256(folder: str | Path) -> str | None:
+    """sha256 of a folder: over its sorted member files' relative paths and sha256.
+
+    Members are the regular files below ``folder`` (hidden ones skipped); None if one cannot be
+    read. Renaming, adding, removing or changing a member changes the hash.
+    """
+    import hashlib
+
+    root = Path(folder)
+    try:
+        members = sorted(
+            (f.relative_to(root).as_posix(), f)
+            for f in root.rglob("*")
+            if f.is_file() and not any(x.startswith(".") for x in f.relative_to(root).parts)
+        )
+    except OSError:
+        return None
+    digest = hashlib.sha256()
+    for rel, f in members:
+        member = file_sha256(f)
+        if member is None:
+            return None
+        digest.update(f"{rel}\0{member}\n".encode())
+    return digest.hexdigest()
 
 
 def _cache_path() -> Path:

@@ -27,6 +27,7 @@ from .atomic import atomic_write, check_writable, remove_quietly
 from .audit import file_sha256
 from .errors import DataError, OutputError
 from .models import sha256_file
+from .readers import is_cellranger, read_anndata
 from .sentence_writer import csv_field
 
 
@@ -76,6 +77,9 @@ def write_annotated_copy(
 ) -> Path:
     """Copy ``input_path`` to ``output_path`` with results added; atomic, input untouched.
 
+    A Cell Ranger input (``.h5`` or matrix folder) is written as a new ``.h5ad`` of what was
+    read (Gene Expression features, as :func:`~.readers.read_tenx` reads them) plus the results.
+
     ``obs`` columns and ``obsm`` arrays cover every cell (see :func:`full_column`); ``uns``
     records go to ``uns['c2s'][name]``, merged with records already in the file.
     """
@@ -86,14 +90,14 @@ def write_annotated_copy(
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(fd)
     try:
-        shutil.copyfile(src, tmp)
-        with h5py.File(tmp, "r+") as f:
-            if isinstance(f.get("obs"), h5py.Group):
-                _add_in_place(f, obs or {}, obsm or {}, uns or {})
-                ok = True
-            else:
-                ok = False
-        if not ok:  # files written by anndata < 0.7: rewrite through anndata
+        ok = False
+        if not is_cellranger(src):  # a Cell Ranger input becomes a new .h5ad (below)
+            shutil.copyfile(src, tmp)
+            with h5py.File(tmp, "r+") as f:
+                if isinstance(f.get("obs"), h5py.Group):
+                    _add_in_place(f, obs or {}, obsm or {}, uns or {})
+                    ok = True
+        if not ok:  # Cell Ranger, or anndata < 0.7: write what anndata/scanpy read
             _rewrite(src, tmp, obs or {}, obsm or {}, uns or {})
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
@@ -146,7 +150,7 @@ def _n_obs(f: h5py.File) -> int:
 
 
 def _rewrite(src: Path, tmp: str, obs, obsm, uns) -> None:  # noqa: ANN001
-    adata = ad.read_h5ad(src)
+    adata = read_anndata(src)
     for name, values in obs.items():
         adata.obs[name] = values
     for key, array in obsm.items():

@@ -380,6 +380,18 @@ def in_memory_h5(adata) -> h5py.File:  # noqa: ANN001 - anndata.AnnData
     return h5
 
 
+def is_cellranger(path: str | Path) -> bool:
+    """Whether ``path`` is a Cell Ranger input (a matrix folder or a Cell Ranger ``.h5``)."""
+    p = Path(path)
+    if p.is_dir():
+        return True
+    try:
+        with h5py.File(p, "r") as h5:
+            return hdf5_format(h5, p) in TENX_FORMATS
+    except (OSError, InputFileError):
+        return False
+
+
 def read_anndata(path: str | Path):  # noqa: ANN201 - anndata.AnnData
     """The input as an in-memory AnnData: an ``.h5ad`` as stored, a Cell Ranger input as read."""
     import anndata as ad
@@ -391,13 +403,3 @@ def read_anndata(path: str | Path):  # noqa: ANN201 - anndata.AnnData
         if fmt == FORMAT_H5AD:
             return ad.read_h5ad(p)
     return read_tenx(p).adata
-
-
-def folder_files(folder: Path) -> list[Path]:
-    """The regular files under ``folder`` (recursively, hidden ones skipped), sorted by path."""
-    found = (
-        f
-        for f in folder.rglob("*")
-        if f.is_file() and not any(part.startswith(".") for part in f.relative_to(folder).parts)
-    )
-    return sorted(found, key=lambda f: f.relative_to(folder).as_posix())

@@ -207,6 +207,9 @@ class MainWindow(QMainWindow):
         self.open_action = self._action(
             "&Open…", self.choose_file, QKeySequence.StandardKey.Open, file_menu
         )
+        self.open_folder_action = self._action(
+            "Open Cell Ranger &folder…", self.choose_folder, None, file_menu
+        )
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self._refresh_recent()
         self.export_csv_action = self._action(
@@ -299,8 +302,19 @@ class MainWindow(QMainWindow):
         recent = self.recent_files()
         start = str(Path(recent[0]).parent) if recent else str(Path.home())
         path, _ = QFileDialog.getOpenFileName(
-            self, "Open dataset", start, "AnnData (*.h5ad);;All files (*)"
+            self,
+            "Open dataset",
+            start,
+            "Single-cell data (*.h5ad *.h5);;AnnData (*.h5ad);;Cell Ranger (*.h5);;All files (*)",
         )
+        if path:
+            self.open_file(Path(path))
+
+    def choose_folder(self) -> None:
+        """Open a Cell Ranger matrix folder (matrix.mtx[.gz], features.tsv[.gz], barcodes)."""
+        recent = self.recent_files()
+        start = str(Path(recent[0]).parent) if recent else str(Path.home())
+        path = QFileDialog.getExistingDirectory(self, "Open Cell Ranger matrix folder", start)
         if path:
             self.open_file(Path(path))
 

@@ -18,6 +18,9 @@ from PySide6.QtWidgets import (
 
 from ...core.dataset import ORGANISMS, Dataset, DatasetInfo
 from ...core.genes import SYMBOLS_AUTO
+from ...core.readers import FORMAT_NAMES
+
+MERGED_SHOWN = 3
 
 
 def describe(info: DatasetInfo) -> str:
@@ -32,7 +35,8 @@ def describe(info: DatasetInfo) -> str:
     warn = "".join(f"<li>{escape(w)}</li>" for w in info.warnings)
     return (
         f"<h3>{escape(Path(info.path).name)}</h3><p>{info.n_cells:,} cells × {info.n_genes:,} "
-        f"genes{' (read from disk)' if info.backed else ''}</p>"
+        f"genes{' (read from disk)' if info.backed else ''}"
+        f"<br>{escape(FORMAT_NAMES.get(info.format, info.format))}</p>"
         f"<table>{rows}</table><p>Gene symbols: {escape(info.symbols_source)} "
         f"({info.symbols_mapped:,} genes)<br>"
         f"Organism: {escape(info.organism)} ({escape(info.organism_from)})<br>"
@@ -49,10 +53,15 @@ class DataPanel(QWidget):
     def __init__(self) -> None:
         super().__init__()
         self.summary = QTextBrowser(openExternalLinks=False)
-        self.summary.setHtml("<p>Open an .h5ad file (File → Open, Ctrl+O, or drop it here).</p>")
+        self.summary.setHtml(
+            "<p>Open an .h5ad file or a Cell Ranger .h5 (File → Open, Ctrl+O), a Cell Ranger "
+            "matrix folder (File → Open Cell Ranger folder…), or drop one here.</p>"
+        )
         self.problem = QLabel(wordWrap=True)
         self.problem.setStyleSheet("color: #b00020")
         self.problem.hide()
+        self.merged = QLabel(wordWrap=True)
+        self.merged.hide()
         self.source_box, self.symbols_box, self.organism_box = QComboBox(), QComboBox(), QComboBox()
         self.organism_box.setEditable(False)
         self.apply_button = QPushButton("Apply")
@@ -71,6 +80,7 @@ class DataPanel(QWidget):
         form.addRow(self.apply_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.problem)
+        layout.addWidget(self.merged)
         layout.addWidget(self.summary, 1)
         layout.addLayout(form)
         self.set_enabled_choices(False)
@@ -83,6 +93,7 @@ class DataPanel(QWidget):
         """Show ``info`` and offer the alternatives the file allows."""
         self.problem.hide()
         self.summary.setHtml(describe(info))
+        self.show_merged(info.duplicates_merged)
         sources = [s.name for s in info.sources if s.rankable]
         text_cols = [
             str(c)
@@ -101,6 +112,21 @@ class DataPanel(QWidget):
                 box.addItem(current)
             box.setCurrentText(current)
         self.set_enabled_choices(True)
+
+    def show_merged(self, merged: list[str]) -> None:
+        """The exact duplicate gene names that were summed (all of them in the tooltip)."""
+        self.merged.setVisible(bool(merged))
+        if not merged:
+            self.merged.clear()
+            self.merged.setToolTip("")
+            return
+        more = ", ..." if len(merged) > MERGED_SHOWN else ""
+        self.merged.setText(
+            f"{len(merged):,} gene names repeated, merged: {', '.join(merged[:MERGED_SHOWN])}{more}"
+        )
+        self.merged.setToolTip(
+            "Columns with the same gene name are summed into one word:\n" + "\n".join(merged)
+        )
 
     def show_problem(self, message: str) -> None:
         """Say in the panel why the file cannot be used as it is."""
