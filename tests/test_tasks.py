@@ -183,6 +183,7 @@ def test_representative_mode_uses_leiden_clusters_of_a_prepared_file(tmp_path, e
         assert res.cluster_source == "obs['leiden']"
         assert np.array_equal(res.clusters, leiden)
         assert len(res.scored_rows) == len(set(leiden))
-        assert scored_cell_count(ds, opts) == sum(min(5, n) for n in ds.obs["leiden"].value_counts())
+        sizes = ds.obs["leiden"].value_counts()
+        assert scored_cell_count(ds, opts) == sum(min(5, n) for n in sizes)
         kmeans = dataclasses.replace(opts, cluster_key=CLUSTERS_KMEANS, per_cluster=1)
         assert annotate(ds, engine, kmeans).cluster_source.startswith("k-means")
