@@ -116,7 +116,8 @@ def test_cancel_stops_the_run_and_writes_nothing(qtbot, window, raw_file):
     t0 = time.perf_counter()
     qtbot.keyClick(dialog, Qt.Key.Key_Escape)
     qtbot.waitUntil(lambda: not window.runner.is_busy(PREPARE_SLOT), timeout=5_000)
-    assert time.perf_counter() - t0 < 1.5
+    took = time.perf_counter() - t0
+    assert took < 3.0, f"cancel took {took:.1f} s"  # the child is killed, not awaited
     assert window.status.text() == "Cancelled" and dialog.isVisible()
     assert leftovers() == []
     assert window.dataset.path == raw_file and window.preparer.summary is None

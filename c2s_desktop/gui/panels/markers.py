@@ -47,6 +47,8 @@ MAX_GROUPS = 100
 """Columns with more groups than this are not offered (a test per group would take long)."""
 N_DOT_GENES = 3
 MIN_DOT, MAX_DOT = 3.0, 22.0
+AXIS_CHARS = 6
+"""Longer group names are shortened on the dot plot's axis (and listed in full below it)."""
 
 
 class _Number(QTableWidgetItem):
@@ -91,11 +93,16 @@ class DotPlot(QWidget):
         self.cmap = pg.colormap.get("viridis")
         self.groups: list[str] = []
         self.genes: list[str] = []
+        self.group_labels: list[str] = []
         self.caption = QLabel("")
         self.caption.setWordWrap(True)
+        self.names = QLabel("")
+        self.names.setWordWrap(True)
+        self.names.hide()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot, 1)
+        layout.addWidget(self.names)
         layout.addWidget(self.caption)
 
     def show_table(
@@ -130,11 +137,17 @@ class DotPlot(QWidget):
 
     def set_labels(self, labels: dict[str, str]) -> None:
         """Name the groups on the axis (renamed clusters)."""
-        ticks = [(i, labels.get(g, g)) for i, g in enumerate(self.groups)]
-        self.plot.getAxis("bottom").setTicks([ticks])
+        self.group_labels = [labels.get(g, g) for g in self.groups]
+        short = [
+            t if len(t) <= AXIS_CHARS else t[: AXIS_CHARS - 1] + "…" for t in self.group_labels
+        ]
+        self.plot.getAxis("bottom").setTicks([list(enumerate(short))])
+        named = [f"{g} = {labels[g]}" for g in self.groups if labels.get(g, g) != g]
+        self.names.setText("Groups: " + "; ".join(named) if named else "")
+        self.names.setVisible(bool(named))
 
     def clear(self) -> None:
-        self.groups, self.genes = [], []
+        self.groups, self.genes, self.group_labels = [], [], []
         self.scatter.setData([], [])
         self.caption.setText("")
 

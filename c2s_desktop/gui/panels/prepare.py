@@ -138,12 +138,14 @@ class ThresholdHistogram(QWidget):
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.setTitle(title, color="k", size="10pt")
         self.plot.setLabel("bottom", unit)
+        self.plot.getAxis("bottom").enableAutoSIPrefix(False)
         self.plot.setLabel("left", "cells")
         self.curve = pg.PlotDataItem(
             stepMode="center", fillLevel=0, brush=(70, 110, 180, 160), pen=pg.mkPen("#46a")
         )
         self.plot.addItem(self.curve)
         self.lines: dict[str, pg.InfiniteLine] = {}
+        self._span = (0.0, 1.0)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot)
@@ -172,11 +174,18 @@ class ThresholdHistogram(QWidget):
         counts, edges = np.histogram(v, bins=bins)
         self.curve.setData(edges, counts)
         hi = float(edges[-1]) if edges[-1] > edges[0] else float(edges[0]) + 1
-        self.plot.setXRange(float(edges[0]), hi, padding=0.02)
+        self._span = (float(edges[0]), hi)
         for line in self.lines.values():  # bounds clamp the line: not a user's drag
             line.blockSignals(True)
-            line.setBounds((min(0.0, float(edges[0])), hi))
+            line.setBounds((min(0.0, float(edges[0])), None))
             line.blockSignals(False)
+        self._fit()
+
+    def _fit(self) -> None:
+        """Show the data and every visible threshold (one may lie beyond the data)."""
+        shown = [ln.value() for ln in self.lines.values() if ln.isVisible()]
+        lo, hi = min([self._span[0], *shown]), max([self._span[1], *shown])
+        self.plot.setXRange(lo, hi, padding=0.03)
 
     def set_line(self, name: str, value: float | None) -> None:
         """Place line ``name`` at ``value`` (hidden when None) without emitting ``moved``."""
@@ -186,6 +195,8 @@ class ThresholdHistogram(QWidget):
             line.blockSignals(True)
             line.setValue(float(value))
             line.blockSignals(False)
+        if not line.moving:  # while dragging, the view stays put under the mouse
+            self._fit()
 
 
 def _spin(lo: int, hi: int, value: int, tip: str, special: str = "") -> QSpinBox:
