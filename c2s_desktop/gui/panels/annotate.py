@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 
 from ...core.export import full_column
 from ...core.tasks.annotate import (
+    CLUSTERS_KMEANS,
     MODE_AUTO,
     MODE_PER_CELL,
     MODE_REPRESENTATIVE,
@@ -45,6 +46,7 @@ from ...core.tasks.annotate import (
     AnnotateResult,
     annotate,
     estimate_text,
+    scored_cell_count,
 )
 from ..audit_jobs import audited, job_params
 from ..engine_host import MODEL_SLOT
@@ -60,17 +62,6 @@ CANDIDATES_MODEL = "let the model propose"
 CONFIRM_SECONDS = 60.0
 """Runs estimated longer than this ask before starting."""
 _MEASURE_LABELS = tuple(f"cell type {i}" for i in range(10))
-
-
-def representative_count(
-    n_rows: int, per_cluster: int, clusters: np.ndarray | None, auto_threshold: int = 2000
-) -> int:
-    """How many cells representative mode scores (mirrors the core's cluster choice)."""
-    if clusters is not None:
-        _, sizes = np.unique(clusters, return_counts=True)
-        return int(np.minimum(sizes, per_cluster).sum())
-    k = int(np.clip(round(np.sqrt(n_rows / 5)), min(8, n_rows), 40))
-    return min(n_rows, k * per_cluster)
 
 
 class AnnotatePanel(QWidget):
@@ -227,8 +218,10 @@ class AnnotatePanel(QWidget):
         lines = re.split(r"[\n;]", self.candidates_edit.toPlainText())
         return tuple(dict.fromkeys(s.strip() for s in lines if s.strip()))
 
-    def cluster_key(self) -> str | None:
-        return self.cluster_box.currentText() if self.cluster_box.currentIndex() > 0 else None
+    def cluster_key(self) -> str:
+        if self.cluster_box.currentIndex() > 0:
+            return self.cluster_box.currentText()
+        return CLUSTERS_KMEANS
 
     # -- state ---------------------------------------------------------------------------------
     def set_running(self, running: bool) -> None:
@@ -357,18 +350,7 @@ class AnnotateController(QObject):
 
     def scored_cells(self, options: AnnotateOptions) -> int:
         ds = self.window_.dataset
-        if ds is None:
-            return 0
-        rows = np.arange(ds.n_cells) if options.rows is None else options.rows
-        mode = options.mode
-        if mode == MODE_AUTO:
-            mode = MODE_REPRESENTATIVE if len(rows) > options.auto_threshold else MODE_PER_CELL
-        if mode == MODE_PER_CELL:
-            return len(rows)
-        clusters = None
-        if options.cluster_key and options.cluster_key in ds.obs.columns:
-            clusters = ds.obs[options.cluster_key].astype(str).to_numpy()[rows]
-        return representative_count(len(rows), options.per_cluster, clusters)
+        return 0 if ds is None else scored_cell_count(ds, options)
 
     def estimate(self) -> tuple[str, float | None]:
         """``(text, seconds)`` for the current choices; seconds None when speed is unknown."""
