@@ -240,7 +240,9 @@ def test_exact_duplicate_names_are_merged_by_default(capsys, tmp_path):
         assert ds.vocabulary.n_words == 765 - 3
         assert any(w.startswith("2 gene names repeated, merged") for w in info.warnings)
         sentence = cell_sentences(ds, np.array([0]))[0].split(" ")
-    expressed = {n.upper() for n, v in zip(adata.var_names, X[0].toarray()[0], strict=True) if v > 0}
+    expressed = {
+        n.upper() for n, v in zip(adata.var_names, X[0].toarray()[0], strict=True) if v > 0
+    }
     assert sorted(sentence) == sorted(expressed)  # each merged word once
     code, _, err = run(capsys, "info", path, "--no-merge-duplicates")
     assert code == 2 and "2 gene names occur more than once" in err
@@ -360,3 +362,30 @@ def test_embed_on_a_matrix_folder_writes_a_new_h5ad(capsys, tmp_path):
     assert np.isfinite(result.obsm["X_c2s"][:3]).all() and np.isnan(result.obsm["X_c2s"][3:]).all()
     assert result.uns["c2s"]["embed"]["input_sha256"] == folder_sha256(folder)
     assert snapshot(folder) == before
+
+
+# -- the child-process check ---------------------------------------------------------------------
+CHILD_IMPORTS = """
+import sys
+from c2s_desktop.core import inspect_child
+code = inspect_child.main([sys.argv[1]])
+heavy = ("PySide6", "llama_cpp", "c2s_desktop.core.engine", "c2s_desktop.gui", "anndata", "scanpy")
+print(code, sorted({m.split(".")[0] for m in sys.modules if m.startswith(heavy)}))
+"""
+
+
+def test_the_check_child_is_minimal_and_the_bundle_entry_dispatches_it(tmp_path):
+    import subprocess
+    import sys
+
+    good = write_h5_v3(tmp_path / "ok.h5")
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD_IMPORTS, str(good)], capture_output=True, text=True
+    )
+    assert done.stdout.split() == ["0", "[]"], done.stderr
+    entry = Path(__file__).parents[1] / "packaging" / "entry" / "c2s_desktop_gui.py"
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    for path, code in ((good, 0), (bad, 3)):
+        cmd = [sys.executable, str(entry), "-m", "c2s_desktop.core.inspect_child", str(path)]
+        assert subprocess.run(cmd, capture_output=True, timeout=60).returncode == code
