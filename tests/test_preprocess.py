@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import threading
 import time
 from pathlib import Path
@@ -307,4 +308,18 @@ def test_child_process_cancel_is_quick_and_leaves_nothing(tmp_path):
     assert started, "cancel was never requested"
     assert time.perf_counter() - started[0] < 1.5
     assert time.perf_counter() - t0 < 120
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_child_process_killed_is_an_error_not_a_hang(tmp_path):
+    import multiprocessing
+    import signal
+
+    def progress(fraction: float, message: str) -> None:
+        for child in multiprocessing.active_children():
+            if child.name == "c2s-preprocess":
+                os.kill(child.pid, signal.SIGKILL)  # as the out-of-memory killer would
+
+    with pytest.raises(DataError, match="ended unexpectedly"):
+        run_preprocess_process(REAL_H5AD, tmp_path / "k.h5ad", progress=progress)
     assert list(tmp_path.iterdir()) == []

@@ -62,6 +62,8 @@ RIBO_PREFIXES = {HUMAN: ("RPS", "RPL"), MOUSE: ("Rps", "Rpl")}
 HVG_FLAVOR = "seurat"  # scanpy's tutorial: log-normalised data, default flavor
 LABEL_COLUMN_RE = re.compile(r"^(cell_?type(_.*)?|labels?|annotation|bulk_labels)$", re.IGNORECASE)
 """obs columns compared with the Leiden clusters (adjusted Rand index)."""
+MIN_CELLS = 10
+"""Fewest cells left after the filters that the pipeline accepts."""
 _CHUNK_ROWS = 20_000
 _POLL_S = 0.05
 _WEIGHTS = {
@@ -344,6 +346,7 @@ def prepare(
 
     ``labels``: obs columns compared with the clusters besides the label-like ones.
     """
+    import anndata as ad
     import scanpy as sc
 
     missing = [c for c in labels if c not in dataset.obs.columns]
@@ -355,8 +358,6 @@ def prepare(
         )
     st = _Stages(progress, cancel)
     notes: list[str] = []
-    import anndata as ad
-
     with _counts_view(dataset) as counts, st.stage("read", "reading counts"):
         adata = _counts_anndata(counts, progress, cancel, st.span("read"))
         source = counts.source.name
@@ -380,6 +381,13 @@ def prepare(
         prefix = str(adata.uns.pop("_c2s_mito_prefix"))
         for key, array in embeddings.items():
             adata.obsm[key] = array
+        if int(keep.sum()) < MIN_CELLS:
+            raise DataError(
+                f"only {int(keep.sum()):,} of {n_cells_in:,} cells pass the filters; clustering "
+                f"needs at least {MIN_CELLS}",
+                path=dataset.path,
+                hint="lower --min-genes or raise --max-genes / --max-pct-mt",
+            )
         if not keep.all():
             adata = adata[keep].copy()
         genes, n_cells = sc.pp.filter_genes(adata, min_cells=options.min_cells, inplace=False)
@@ -670,20 +678,15 @@ def _relay(
         if cancel is not None and cancel.is_set():
             raise Cancelled()
         if not conn.poll():
-            if not proc.is_alive() and not conn.poll():
-                proc.join(timeout=1.0)
-                raise DataError(
-                    f"the preprocessing process ended unexpectedly (exit code {proc.exitcode})",
-                    path=target,
-                    hint="the computer may have run out of memory; try a smaller file or "
-                    "close other programs",
-                )
-            wait([conn, proc.sentinel], timeout=_POLL_S)
-            continue
+            if proc.is_alive():
+                wait([conn, proc.sentinel], timeout=_POLL_S)
+                continue
+            if not conn.poll():
+                raise _ended(proc, target)
         try:
             kind, payload = conn.recv()
         except (EOFError, OSError):
-            continue  # the child is gone: the check above reports it
+            raise _ended(proc, target) from None
         if kind == "progress":
             progress(*payload)
         elif kind == "result":
@@ -693,3 +696,12 @@ def _relay(
             raise _ERRORS.get(name, C2SError)(message, path=path, hint=hint)
         else:
             raise PreprocessFailed(str(payload))
+
+
+def _ended(proc: Any, target: Path) -> DataError:
+    proc.join(timeout=1.0)
+    return DataError(
+        f"the preprocessing process ended unexpectedly (exit code {proc.exitcode})",
+        path=target,
+        hint="the computer may have run out of memory; try a smaller file or close other programs",
+    )
