@@ -138,7 +138,7 @@ def markers(
     source: SourceOpt = SOURCE_AUTO,
     symbols: SymbolsOpt = SYMBOLS_AUTO,
     organism: OrganismOpt = None,
-    merge_duplicates: MergeOpt = False,
+    merge_duplicates: MergeOpt = True,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Marker genes (Wilcoxon, BH-adjusted) per group of a column, or of a selection vs rest."""
