@@ -196,3 +196,13 @@ def test_installer_scripts_reference_files_that_exist():
         path = PACKAGING / script
         assert path.stat().st_mode & 0o111, f"{script} is not executable"
         subprocess.run(["bash", "-n", str(path)], check=True)
+
+
+def test_size_budget_is_checked_and_documented_once():
+    deb = (PACKAGING / "linux" / "build_deb.sh").read_text(encoding="utf-8")
+    budget = re.search(r"^BUDGET_MB=(\d+)$", deb, re.MULTILINE)
+    assert budget is not None and '-le "$BUDGET_MB"' in deb
+    docs = (ROOT / "docs" / "BUILD.md").read_text(encoding="utf-8")
+    assert f"Budget: {budget.group(1)} MiB unpacked" in docs
+    total = re.search(r"\| \*\*Total\*\* \| \*\*(\d+)\*\* \|", docs)
+    assert total is not None and int(total.group(1)) <= int(budget.group(1))

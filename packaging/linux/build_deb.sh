@@ -19,6 +19,9 @@ VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/pyproject.toml" | head -1)
 ARCH=$(dpkg --print-architecture)
 DEB="$OUT/c2s-desktop_${VERSION}_${ARCH}.deb"
 
+# Size budget of the unpacked bundle (MiB, apparent size; docs/BUILD.md "Size"), checked by --check.
+BUDGET_MB=600
+
 [ -x "$BUNDLE/c2s-desktop" ] || { echo "error: $BUNDLE/c2s-desktop not found (make package)" >&2; exit 2; }
 
 STAGE=$(mktemp -d)
@@ -47,8 +50,12 @@ License: Apache-2.0
 
 Files: opt/c2s-desktop/_internal/*
 Comment: third-party libraries bundled by PyInstaller (Qt/PySide6: LGPL-3.0; llama.cpp: MIT;
- numpy, scipy, pandas, h5py, anndata: BSD-3-Clause); the Cell2Sentence prompt templates are
- under resources/prompts/LICENSE-cell2sentence-1.2.0.txt.
+ numpy, scipy, pandas, h5py, anndata, scanpy, scikit-learn, umap-learn, statsmodels:
+ BSD-3-Clause; numba, llvmlite, pynndescent: BSD-2-Clause; LLVM in llvmlite: Apache-2.0 WITH
+ LLVM-exception; python-igraph and igraph: GPL-2.0-or-later; matplotlib: its PSF-based
+ license; Pillow: MIT-CMU); each package's license is in its .dist-info folder under
+ opt/c2s-desktop/_internal. The Cell2Sentence prompt templates are under
+ resources/prompts/LICENSE-cell2sentence-1.2.0.txt.
 EOF
 gzip -9n -c > "$PKG/usr/share/doc/c2s-desktop/changelog.gz" <<EOF
 c2s-desktop ($VERSION) stable; urgency=low
@@ -83,6 +90,12 @@ dpkg-deb --root-owner-group --build -Zxz -z3 "$PKG" "$DEB" >/dev/null
 echo "built $DEB ($(du -h "$DEB" | cut -f1))"
 
 if [ "$CHECK" = "--check" ]; then
+    size=$(du -sm --apparent-size "$BUNDLE" | cut -f1)
+    [ "$size" -le "$BUDGET_MB" ] || {
+        echo "error: the bundle is $size MiB, over the $BUDGET_MB MiB budget (du -sm --apparent-size $BUNDLE/_internal/* | sort -rn | head)" >&2
+        exit 1
+    }
+    echo "bundle: $size MiB (budget $BUDGET_MB MiB)"
     dpkg-deb -I "$DEB" | sed -n '1,12p'
     listing=$(dpkg-deb -c "$DEB")
     for path in ./opt/c2s-desktop/c2s-desktop ./opt/c2s-desktop/c2s ./opt/c2s-desktop/c2s-quantize \

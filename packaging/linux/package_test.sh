@@ -8,10 +8,13 @@
 #    mount namespace (unshare); falls back to step 2 alone where that is not permitted.
 # 2. Always also on the host with `env -i`: PATH without any python, HOME in a temp folder.
 #
-# In each: c2s-desktop --self-test (offscreen; includes the model process), the demo annotation
-# through c2s (model in a spawned child process), c2s version --json, c2s-quantize --help, and,
-# when CHECKPOINT_DIR (a small Hugging Face checkpoint) is given, a c2s-quantize conversion,
-# whose quantize step runs in a child process of the frozen executable.
+# In each: c2s-desktop --self-test (offscreen; includes the model process and a scanpy
+# preprocessing in a child process), the demo annotation through c2s (model in a spawned child
+# process), c2s preprocess of the demo data (scanpy in-process: QC, clusters, UMAP, markers),
+# c2s version --json, c2s-quantize --help, and, when CHECKPOINT_DIR (a small Hugging Face
+# checkpoint) is given, a c2s-quantize conversion, whose quantize step runs in a child process
+# of the frozen executable. Afterwards nothing in the bundle has changed and numba's JIT cache
+# is in the user's cache folder.
 set -euo pipefail
 
 BUNDLE=$(cd "${1:?usage: package_test.sh BUNDLE_DIR [CHECKPOINT_DIR]}" && pwd)
@@ -44,6 +47,17 @@ checks() {
     rows=$(($(wc -l < "$WORKHOST_OUT/annotated.csv") - 1))
     [ "$rows" -gt 0 ] || fail "$where: c2s annotate wrote no rows"
     echo "   c2s annotate: $rows cells of louvain=0 ($((t1 - t0)) s)"
+    t0=$(date +%s)
+    "${RUN[@]}" "$prefix/c2s" preprocess "$demo/pbmc_demo.h5ad" -o "$out/prepared.h5ad" \
+        > "$WORK/preprocess.txt" || fail "$where: c2s preprocess"
+    t1=$(date +%s)
+    "${RUN[@]}" "$prefix/c2s" info --json "$out/prepared.h5ad" > "$WORK/prepared.json" \
+        || fail "$where: c2s info of the prepared file"
+    grep -q '"X_umap": 2' "$WORK/prepared.json" || fail "$where: c2s preprocess wrote no X_umap"
+    local clusters
+    clusters=$(sed -n 's/^ *"leiden": \([0-9]*\).*/\1/p' "$WORK/prepared.json")
+    [ "${clusters:-0}" -gt 1 ] || fail "$where: c2s preprocess wrote no leiden clusters"
+    echo "   c2s preprocess: $clusters leiden clusters, X_umap ($((t1 - t0)) s)"
     "${RUN[@]}" "$prefix/c2s-quantize" --help > /dev/null || fail "$where: c2s-quantize --help"
     echo "   c2s-quantize --help ok"
     if [ -n "$ckpt" ]; then
@@ -53,6 +67,17 @@ checks() {
         [ -s "$WORKHOST_OUT/tiny.q8_0.gguf" ] || fail "$where: c2s-quantize wrote no GGUF"
         t1=$(date +%s); echo "   c2s-quantize conversion to q8_0 ok ($((t1 - t0)) s)"
     fi
+}
+
+# The bundle is as installed (no __pycache__, numba cache or settings written into it) and
+# numba cached its compiled functions under HOME.
+unchanged() {
+    local bundle=$1 since=$2 home=$3 changed cached
+    changed=$(find "$bundle" -newer "$since" | head -5)
+    [ -z "$changed" ] || fail "the programs wrote into the bundle: $changed"
+    cached=$(find "$home/.cache/c2s-desktop/numba" -name '*.nbi' 2>/dev/null | wc -l)
+    [ "$cached" -gt 0 ] || fail "no numba cache under $home/.cache/c2s-desktop/numba"
+    echo "   bundle unchanged; numba cache: $cached functions under HOME/.cache/c2s-desktop/numba"
 }
 
 # -- 1. chroot -----------------------------------------------------------------------------
@@ -107,8 +132,10 @@ EOF
     RUN=(unshare --mount --propagation private "$WORK/inroot.sh" "$ROOT")
     WORKHOST_OUT="$ROOT/tmp"
     chroot_ok=1  # namespaces are permitted: from here on a failure is the bundle's
+    touch "$WORK/chroot-start"
     checks "chroot without Python (system libraries only${DEB:+, installed from the .deb})" \
         /opt/c2s-desktop /tmp "${CKPT:+/work/ckpt}"
+    unchanged "$ROOT/opt/c2s-desktop" "$WORK/chroot-start" "$ROOT/home/user"
     if [ -n "${DEB:-}" ]; then
         "${RUN[@]}" /usr/bin/c2s version > /dev/null || fail "/usr/bin/c2s (link) does not start"
         echo "   /usr/bin/c2s (link into /opt) ok"
@@ -125,6 +152,8 @@ if "${RUN[@]}" /bin/sh -c 'command -v python3 || command -v python' >/dev/null 2
     fail "python is on the test PATH"
 fi
 WORKHOST_OUT="$WORK/out"
+touch "$WORK/host-start"
 checks "env -i (PATH without python, HOME=$WORK/home)" "$BUNDLE" "$WORK/out" "$CKPT"
+unchanged "$BUNDLE" "$WORK/host-start" "$WORK/home"
 [ -d "$WORK/home" ] && echo "   files the app wrote under HOME: $(find "$WORK/home" -type f | wc -l)"
 echo "package-test passed$([ "$chroot_ok" = 1 ] && echo ' (chroot and env -i)' || echo ' (env -i only)')"
