@@ -40,6 +40,7 @@ atexit.register(shutil.rmtree, AUDIT_DIR, True)
 os.environ["C2S_AUDIT_LOG"] = str(AUDIT_DIR / "suite.jsonl")
 os.environ["C2S_LOG_DIR"] = str(AUDIT_DIR / "logs")  # tracebacks of damaged test inputs
 os.environ["C2S_CACHE_DIR"] = str(AUDIT_DIR / "cache")  # files already checked for HDF5 hangs
+os.environ["C2S_CHECKPOINT_DIR"] = str(AUDIT_DIR / "checkpoints")  # interrupted annotations
 
 
 @pytest.fixture(autouse=True)

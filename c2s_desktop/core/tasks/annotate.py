@@ -15,13 +15,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 from scipy.cluster.vq import kmeans2
 from scipy.spatial import cKDTree
 
+from ..audit import file_sha256
 from ..catalog import ANNOTATE
+from ..checkpoints import Checkpoint, digest, run_key
 from ..dataset import Dataset
 from ..embedding import compute_pca
 from ..engine.base import Engine, GenerateParams, Score
@@ -36,13 +39,15 @@ from ..prompts import (
     template,
 )
 from ..sentence_writer import cell_sentences
-from .common import CellPromptFitter, setup
+from .common import CellPromptFitter, context_size, setup
 
 MODE_AUTO = "auto"
 MODE_PER_CELL = "per-cell"
 MODE_REPRESENTATIVE = "representative"
 CLUSTERS_KMEANS = "k-means"
 """``cluster_key`` value that asks for k-means even when the file has Leiden clusters."""
+SCORING_EXACT = "exact log-likelihood"
+SCORING_APPROXIMATE = "approximate (greedy answer matched to a candidate)"
 _DISCOVER_TOKENS = 32
 """Longest greedy answer when the model proposes the candidate labels itself."""
 
@@ -85,6 +90,15 @@ class AnnotateResult:
     warnings: tuple[str, ...] = field(default=())
     cluster_source: str = ""
     """Where representative mode's clusters came from: ``obs['leiden']``, ``k-means (k=12)``."""
+    scoring: str = ""
+    """``exact log-likelihood`` or ``approximate (greedy answer matched to a candidate)``."""
+    resumed_cells: int = 0
+    """Scored cells read back from an interrupted run's checkpoint."""
+
+    def finished(self, checkpoint: Checkpoint) -> AnnotateResult:
+        """This result, once complete: the run's checkpoint is removed."""
+        checkpoint.finish()
+        return self
 
     def counts(self) -> dict[str, int]:
         """Cells per label, most frequent first."""
@@ -123,31 +137,14 @@ def annotate(
     longest = max(len(engine.tokenize(c)) for c in continuations)
     prompt_for = CellPromptFitter(engine, build, job.n_genes, reserve=longest + 1)
     probs = np.zeros((len(scored), len(candidates)), dtype=np.float64)
-    t0 = time.perf_counter()
-    n_done = 0
-
-    def scored_cell(i: int, scores: Sequence[Score]) -> None:
-        nonlocal n_done
-        n_done += 1
-        probs[i] = _softmax(np.array([s.logprob for s in scores]))
-        per_cell = (time.perf_counter() - t0) / n_done
-        left = per_cell * (len(sentences) - n_done)
-        progress(
-            n_done / len(sentences),
-            f"{n_done:,}/{len(sentences):,} cells scored, {1 / per_cell:.2f} cells/s, "
-            f"{_duration(left)} left",
-        )
-
     warnings = job.warnings + tuple(filter(None, [discover.warning()]))
-    if isinstance(engine, BatchScorer):  # e.g. a server: several cells in flight at once
-        prompts = [prompt_for(s) for s in sentences]
-        engine.score_many(prompts, continuations, scored_cell, cancel=cancel)
-        warnings += tuple(filter(None, [engine.score_warning]))
-    else:
-        for i, sentence in enumerate(sentences):
-            check_cancel(cancel)
-            scored_cell(i, engine.score(prompt_for(sentence), continuations, cancel=cancel))
-    per_cell = (time.perf_counter() - t0) / max(1, len(sentences))
+    key = resume_key(dataset, engine, scored, sentences, continuations, tmpl.id, options)
+    with Checkpoint("annotate", key, len(scored), len(candidates)) as checkpoint:
+        per_cell, score_warning = _score_cells(
+            engine, prompt_for, sentences, continuations, probs, checkpoint, progress, cancel
+        )
+    warnings += tuple(filter(None, [score_warning]))
+    scoring = SCORING_APPROXIMATE if score_warning else SCORING_EXACT
     warnings += tuple(filter(None, [prompt_for.warning()]))
     if mode == MODE_PER_CELL:
         labels = np.array([candidates[j] for j in probs.argmax(axis=1)], dtype=object)
@@ -165,7 +162,9 @@ def annotate(
             job.n_genes,
             per_cell,
             warnings,
-        )
+            scoring=scoring,
+            resumed_cells=checkpoint.resumed,
+        ).finished(checkpoint)
     labels, conf = _propagate(coords, job.rows, scored, probs, candidates, options.n_neighbors)
     agreement = _agreement(clusters, job.rows, scored, probs, candidates)
     return AnnotateResult(
@@ -183,6 +182,95 @@ def annotate(
         per_cell,
         warnings,
         cluster_source,
+        scoring=scoring,
+        resumed_cells=checkpoint.resumed,
+    ).finished(checkpoint)
+
+
+def _score_cells(
+    engine: Engine,
+    prompt_for: CellPromptFitter,
+    sentences: Sequence[str],
+    continuations: Sequence[str],
+    probs: np.ndarray,
+    checkpoint: Checkpoint,
+    progress: ProgressFn,
+    cancel: CancelToken | None,
+) -> tuple[float, str]:
+    """Fill ``probs`` (cells × candidates) from the checkpoint and by scoring the remaining
+    cells (several in flight on a :class:`BatchScorer`); each new cell is checkpointed.
+    Returns seconds per newly scored cell and the engine's scoring warning."""
+    n = len(sentences)
+    for i, values in checkpoint.done.items():
+        probs[i] = values
+    n_done = checkpoint.resumed
+    if n_done:
+        progress(n_done / n, f"resuming: {n_done:,} of {n:,} cells already scored")
+    t0 = time.perf_counter()
+
+    def scored_cell(i: int, scores: Sequence[Score]) -> None:
+        nonlocal n_done
+        n_done += 1
+        probs[i] = _softmax(np.array([s.logprob for s in scores]))
+        checkpoint.add(i, probs[i])
+        per_cell = (time.perf_counter() - t0) / (n_done - checkpoint.resumed)
+        left = per_cell * (n - n_done)
+        progress(
+            n_done / n,
+            f"{n_done:,}/{n:,} cells scored, {1 / per_cell:.2f} cells/s, {_duration(left)} left",
+        )
+
+    # every prompt is built, in order, so context warnings equal an uninterrupted run's
+    prompts = [(i, prompt_for(s)) for i, s in enumerate(sentences)]
+    todo = [(i, p) for i, p in prompts if i not in checkpoint.done]
+    warning = checkpoint.meta.get("score_warning", "")
+    if isinstance(engine, BatchScorer):  # e.g. a server: several cells in flight at once
+        if todo:
+            index = [i for i, _ in todo]
+
+            def batch_result(k: int, scores: list[Score]) -> None:
+                scored_cell(index[k], scores)
+                if k == 0 or not checkpoint.meta:  # the probe's outcome, for a resumed run
+                    checkpoint.note(score_warning=engine.score_warning)
+
+            engine.score_many([p for _, p in todo], continuations, batch_result, cancel=cancel)
+            warning = engine.score_warning
+    else:
+        for i, prompt in todo:
+            check_cancel(cancel)
+            scored_cell(i, engine.score(prompt, continuations, cancel=cancel))
+    return (time.perf_counter() - t0) / max(1, len(todo)), warning
+
+
+def resume_key(
+    dataset: Dataset,
+    engine: Engine,
+    scored: np.ndarray,
+    sentences: Sequence[str],
+    continuations: Sequence[str],
+    template_id: str,
+    options: AnnotateOptions,
+) -> str:
+    """The checkpoint key of an annotation: its input file, selected cells (their rows and
+    sentences), model (file or server and name) and scoring options."""
+    info = engine.info
+    path = Path(str(info.path))
+    model_hash = file_sha256(path) if path.is_file() else ""
+    return run_key(
+        {
+            "input": file_sha256(dataset.path) if dataset.path else "",
+            "cells": digest(np.asarray(scored, dtype=np.int64).tobytes()),
+            "sentences": digest(sentences),
+            "model": [str(info.path), info.name, info.file_type, model_hash],
+            "options": {
+                "continuations": list(continuations),
+                "template": template_id,
+                "organism": dataset.organism,
+                "context": context_size(engine),
+                "scoring": str(getattr(engine, "scoring_option", "")),
+                "mode": options.mode,
+            },
+        }
     )
 
 
