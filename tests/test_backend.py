@@ -32,7 +32,10 @@ def test_backend_info_lists_the_cpu_device_of_this_build():
     assert info.frozen is False
     if not info.gpu_offload:  # the default (CPU) build: models run on the CPU
         assert info.accelerator == "CPU"
-        assert info.summary() == f"CPU · llama-cpp-python {llama_cpp.__version__}"
+        assert info.summary() == f"{info.cpu_label} · llama-cpp-python {llama_cpp.__version__}"
+    # The CPU part names the instructions the kernels use (and the run-time variant, if any).
+    assert info.cpu_label.startswith("CPU · ") and info.cpu_features
+    assert info.cpu_features.split()[0] in ("AVX-512", "AVX2", "AVX", "SSE")
 
 
 def test_a_gpu_device_names_the_accelerator():
@@ -40,10 +43,24 @@ def test_a_gpu_device_names_the_accelerator():
     gpu = DeviceInfo("CUDA0", "NVIDIA H200", "gpu", "CUDA", 1 << 37, 1 << 36)
     info = BackendInfo("0.3.36", True, ("CUDA", "CPU"), (gpu, cpu), "CUDA : ARCHS = 900", False)
     assert info.accelerator == "CUDA"
-    assert info.summary() == "CUDA (NVIDIA H200) · llama-cpp-python 0.3.36"
+    assert info.summary() == "CUDA (NVIDIA H200), CPU · llama-cpp-python 0.3.36"
     d = info.as_dict()
     assert d["accelerator"] == "CUDA" and d["devices"][0]["name"] == "CUDA0"
     json.dumps(d)  # plain values only
+
+
+def test_the_cpu_variant_and_its_instructions_name_the_cpu_part():
+    cpu = DeviceInfo("CPU", "AMD EPYC", "cpu", "CPU", 1 << 34, 1 << 33)
+    system = "CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | AVX512 = 1 | AVX512_VNNI = 1 | AVX512_BF16 = 1"
+    info = BackendInfo("0.3.36", False, ("CPU",), (cpu,), system, False, "zen4", "checked")
+    assert info.cpu_label == "CPU · zen4 / AVX-512 VNNI BF16"
+    assert info.summary() == "CPU · zen4 / AVX-512 VNNI BF16 · llama-cpp-python 0.3.36"
+    d = info.as_dict()
+    assert (d["cpu_variant"], d["cpu_variant_how"], d["cpu_label"]) == (
+        "zen4",
+        "checked",
+        "CPU · zen4 / AVX-512 VNNI BF16",
+    )
 
 
 @pytest.mark.timeout(120)
@@ -57,6 +74,7 @@ def test_version_json_prints_app_version_and_backend(capsys):
     assert isinstance(backend["gpu_offload"], bool)
     assert any(d["kind"] == "cpu" for d in backend["devices"])
     assert backend["summary"].endswith(llama_cpp.__version__)
+    assert backend["cpu_label"].startswith("CPU · ") and "cpu_variant" in backend
 
 
 def test_plain_version_is_unchanged(capsys):

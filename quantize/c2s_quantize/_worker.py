@@ -12,11 +12,14 @@ import sys
 from pathlib import Path
 
 from .errors import QuantizeError
+from .ggml_backends import load_backends
 from .worker import EXIT_USER_ERROR
 
 
 def quantize(src: str, dst: str, ftype: str, nthread: str) -> int:
     import llama_cpp
+
+    load_backends()
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = int(ftype)
@@ -34,6 +37,7 @@ def evaluate(request_file: str) -> int:
     from .llama_lm import LlamaLM, tokenize_only
     from .probes import Probe
 
+    load_backends()
     req = json.loads(Path(request_file).read_text(encoding="utf-8"))
     gguf, out_dir = Path(req["gguf"]), Path(req["out_dir"])
     probes = [Probe(**{**p, "labels": tuple(p["labels"])}) for p in req["probes"]]

@@ -4,7 +4,8 @@ Protocol over a ``multiprocessing`` pipe, one request at a time: the parent send
 ``(op, args)`` (op: tokenize, score, generate, embed, close); the child answers with any number
 of ``("token", str)`` / ``("progress", (fraction, message))`` messages, then exactly one of
 ``("result", value)``, ``("cancelled", None)`` or ``("error", (kind, message, path, hint))``.
-Startup answers ``("ready", None)`` or an error. Not a public interface.
+Startup answers ``("ready", note)`` (why fewer GPU layers were used, or "") or an error.
+Not a public interface.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def serve(
             exc = _out_of_memory(path, options.memory_limit_bytes if limited else None, exc)
         conn.send(("error", error_payload(exc)))  # type: ignore[arg-type]
         return
-    conn.send(("ready", None))
+    conn.send(("ready", engine.load_note))  # why fewer layers went to the GPU, if so
     try:
         while True:
             try:

@@ -1,8 +1,9 @@
 """Which llama.cpp build the app runs on: version, compute devices, GPU offload (Qt-free).
 
 ``backend_info()`` loads llama.cpp's shared libraries in the calling process (no model is
-loaded) and asks ggml's backend registry for its devices. A CPU build lists one CPU device; a
-CUDA, Metal or Vulkan build (``LLAMA_CMAKE_ARGS``, see docs/BUILD.md) lists its GPUs as well.
+loaded; the CPU variant for this machine is chosen as :mod:`.cpu_variants` says) and asks
+ggml's backend registry for its devices. A CPU build lists one CPU device; a CUDA, Metal or
+Vulkan build (``LLAMA_CMAKE_ARGS``, see docs/BUILD.md) lists its GPUs as well.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import ctypes
 import dataclasses
 import sys
 from typing import Any
+
+from .cpu_variants import ensure_loaded, features_label
 
 _DEVICE_TYPES = {0: "cpu", 1: "gpu", 2: "igpu", 3: "accel", 4: "meta"}
 
@@ -37,6 +40,19 @@ class BackendInfo:
     devices: tuple[DeviceInfo, ...]
     system_info: str  # llama_print_system_info(): CPU features and backend flags
     frozen: bool  # running from a packaged bundle
+    cpu_variant: str | None = None  # the CPU kernels loaded at run time (haswell, zen4 ...)
+    cpu_variant_how: str = "linked"  # checked, remembered, inherited, forced, linked
+
+    @property
+    def cpu_features(self) -> str:
+        """The instruction sets the CPU kernels use: ``AVX-512 VNNI BF16 AMX``."""
+        return features_label(self.system_info)
+
+    @property
+    def cpu_label(self) -> str:
+        """``CPU · sapphirerapids / AVX-512 VNNI BF16 AMX`` (variant, then its instructions)."""
+        parts = [p for p in (self.cpu_variant, self.cpu_features) if p]
+        return f"CPU · {' / '.join(parts)}" if parts else "CPU"
 
     @property
     def accelerator(self) -> str:
@@ -47,15 +63,18 @@ class BackendInfo:
         return "CPU"
 
     def summary(self) -> str:
-        """One line for a status bar: ``CUDA (NVIDIA H200) · llama-cpp-python 0.3.36``."""
+        """One line: ``CUDA (NVIDIA H200), CPU · zen4 / AVX-512 VNNI BF16 · llama-cpp-python
+        0.3.36`` (without a GPU, the CPU part alone)."""
         gpus = [d.description or d.name for d in self.devices if d.kind in ("gpu", "igpu")]
-        where = f"{self.accelerator} ({', '.join(gpus)})" if gpus else "CPU"
-        return f"{where} · llama-cpp-python {self.llama_cpp_python}"
+        where = f"{self.accelerator} ({', '.join(gpus)}), " if gpus else ""
+        return f"{where}{self.cpu_label} · llama-cpp-python {self.llama_cpp_python}"
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values for JSON, with ``accelerator`` and ``summary`` added."""
         d = dataclasses.asdict(self)
         d["accelerator"] = self.accelerator
+        d["cpu_features"] = self.cpu_features
+        d["cpu_label"] = self.cpu_label
         d["summary"] = self.summary()
         return d
 
@@ -64,6 +83,7 @@ def backend_info() -> BackendInfo:
     """Describe the llama.cpp build in use (loads its libraries; does not load a model)."""
     import llama_cpp
 
+    loaded = ensure_loaded()
     lib = _ggml_library(llama_cpp)
     devices = _devices(lib) if lib is not None else ()
     backends = _backends(lib) if lib is not None else ()
@@ -75,6 +95,8 @@ def backend_info() -> BackendInfo:
         devices=devices,
         system_info=(raw or b"").decode("utf-8", "replace").strip(),
         frozen=bool(getattr(sys, "frozen", False)),
+        cpu_variant=loaded.variant,
+        cpu_variant_how=loaded.how,
     )
 
 

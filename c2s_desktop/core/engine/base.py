@@ -35,13 +35,21 @@ class NotEnoughMemory(EngineError):
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """How to run a model. ``n_gpu_layers=-1`` offloads every layer when a GPU build exists."""
+    """How to run a model. ``n_gpu_layers=-1`` offloads every layer when a GPU build exists.
+
+    The defaults are chosen for scoring (prompt evaluation): one thread per physical core
+    (``threads=None``), flash attention on, and batches of ``n_batch`` prompt tokens per
+    evaluation (also the micro-batch).
+    """
 
     n_ctx: int = 2048
     threads: int | None = None
+    """None: one per physical core (:func:`.cores.physical_cores`)."""
     n_gpu_layers: int = 0
     seed: int = 0
     n_batch: int = 512
+    flash_attn: bool = True
+    """llama.cpp's fused attention (fewer passes over the KV cache; faster prompts on CPU)."""
     memory_limit_bytes: int | None = None
     """Address-space limit of the model process (POSIX); loading beyond it fails cleanly."""
     check_memory: bool = True

@@ -11,6 +11,7 @@ weights with mean pooling. A native abort kills this process: use :mod:`.process
 from __future__ import annotations
 
 import codecs
+import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -32,14 +33,30 @@ from .base import (
     Score,
     TokenCallback,
 )
+from .cores import physical_cores
+from .cpu_variants import ensure_loaded
 
 _ABORTED = 2  # llama_decode's return code when the abort callback fired
+GPU_LAYERS_LIMIT_ENV = "C2S_GPU_LAYERS_LIMIT"
+"""Tests: pretend the GPU holds at most this many layers (loading more fails as out of VRAM)."""
+
+
+def _offload_steps(requested: int, n_layer: int) -> list[int]:
+    """GPU layer counts to try: as asked, then halving down to 0 (CPU only)."""
+    if requested == 0:
+        return [0]
+    steps, n = [requested], (n_layer if requested < 0 else requested) // 2
+    while n > 0:
+        steps.append(n)
+        n //= 2
+    return [*steps, 0]
 
 
 def backend() -> str:
     """``"cpu"`` or the GPU backend llama.cpp was built with (CUDA, Metal, Vulkan, ...)."""
     import llama_cpp
 
+    ensure_loaded()
     if not llama_cpp.llama_supports_gpu_offload():
         return "cpu"
     info = llama_cpp.llama_print_system_info().decode(errors="replace")
@@ -87,31 +104,35 @@ class LocalEngine:
     ) -> None:
         import llama_cpp
 
+        ensure_loaded()  # llama.cpp's CPU variant (and GPU modules) for this machine
         self._info = info or validate_gguf(path)
         self._options = options or EngineOptions()
         opts = self._options
         self._n_ctx = opts.n_ctx or self._info.n_ctx_train
         self._n_batch = min(opts.n_batch, self._n_ctx)
-        try:
-            self._llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=self._n_ctx,
-                n_batch=self._n_batch,
-                n_ubatch=self._n_batch,
-                n_threads=opts.threads,
-                n_threads_batch=opts.threads,
-                n_gpu_layers=opts.n_gpu_layers,
-                seed=opts.seed,
-                swa_full=True,  # a sliding-window cache cannot be rewound to a shared prefix
-                logits_all=False,
-                verbose=False,
-            )
-        except ValueError as exc:
-            raise ModelFileError(
-                f"llama.cpp cannot load this model ({exc})",
-                path=path,
-                hint="download or convert the model again",
-            ) from None
+        threads = opts.threads or physical_cores()
+        self.gpu_layers, self.load_note = opts.n_gpu_layers, ""
+        for layers in _offload_steps(opts.n_gpu_layers, self._info.n_layer):
+            try:
+                self._llm = self._load(path, layers, threads)
+            except ValueError as exc:
+                if layers == 0:
+                    raise ModelFileError(
+                        f"llama.cpp cannot load this model ({exc})",
+                        path=path,
+                        hint="download or convert the model again",
+                    ) from None
+                continue  # most likely out of GPU memory: try fewer layers on the GPU
+            if layers != opts.n_gpu_layers:
+                asked = "all" if opts.n_gpu_layers < 0 else str(opts.n_gpu_layers)
+                n = self._info.n_layer
+                where = f"{layers} of {n} layers on the GPU" if layers else "on the CPU"
+                self.load_note = (
+                    f"the model did not fit in GPU memory with {asked} layers offloaded; "
+                    f"running {where}"
+                )
+                self.gpu_layers = layers
+            break
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         self._n_vocab = self._llm.n_vocab()  # logits row width (may exceed the real tokens)
         self._batch = _Batch(self._n_batch)
@@ -121,6 +142,29 @@ class LocalEngine:
         # llama.cpp polls this between graph nodes, so cancel interrupts a long prompt too.
         self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
         llama_cpp.llama_set_abort_callback(self._llm.ctx, self._abort_cb, None)
+
+    def _load(self, path: str | Path, gpu_layers: int, threads: int) -> Any:
+        import llama_cpp
+
+        limit = os.environ.get(GPU_LAYERS_LIMIT_ENV, "")
+        if gpu_layers != 0 and limit.strip():
+            wanted = self._info.n_layer if gpu_layers < 0 else gpu_layers
+            if wanted > int(limit):  # what llama-cpp-python raises when VRAM runs out
+                raise ValueError(f"Failed to load model from file: {path}")
+        return llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=self._n_ctx,
+            n_batch=self._n_batch,
+            n_ubatch=self._n_batch,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_gpu_layers=gpu_layers,
+            flash_attn=self._options.flash_attn,
+            seed=self._options.seed,
+            swa_full=True,  # a sliding-window cache cannot be rewound to a shared prefix
+            logits_all=False,
+            verbose=False,
+        )
 
     # -- protocol ------------------------------------------------------------------------------
     @property
@@ -213,7 +257,9 @@ class LocalEngine:
         cancel: CancelToken | None = None,
     ) -> np.ndarray:
         if self._embedder is None:
-            self._embedder = _Embedder(self._llm, self._n_ctx, self._options.threads)
+            self._embedder = _Embedder(
+                self._llm, self._n_ctx, self._options.threads or physical_cores()
+            )
         out = np.zeros((len(texts), self._info.n_embd), dtype=np.float32)
         for i, text in enumerate(texts):
             check_cancel(cancel)

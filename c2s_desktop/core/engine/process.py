@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import Cancelled
 from ..models import validate_gguf
 from ..progress import CancelToken, ProgressFn
-from . import _worker
+from . import _worker, cpu_variants
 from .base import (
     EngineCrashed,
     EngineError,
@@ -69,6 +69,8 @@ class ProcessEngine:
         self._options = options or EngineOptions()
         self._info = validate_gguf(path, strict=validate)
         check_memory(self._info, self._options)
+        # Choose (and check once) llama.cpp's CPU variant here: the model process inherits it.
+        cpu_variants.ensure_loaded()
         self._ctx = mp.get_context("spawn")
         self._lock = threading.Lock()
         self._proc: Any = None
@@ -76,6 +78,8 @@ class ProcessEngine:
         fd, self._log_path = tempfile.mkstemp(prefix="c2s-engine-", suffix=".log")
         os.close(fd)
         self._cancel = self._ctx.Event()
+        self.load_note = ""
+        """Set when the model did not fit in GPU memory and fewer layers went there."""
         try:
             self._start()
         except BaseException:
@@ -95,7 +99,7 @@ class ProcessEngine:
         child.close()
         self._conn = parent
         try:
-            self._receive(None, None, None)  # "ready", or the load error
+            self.load_note = self._receive(None, None, None) or ""  # "ready", or the load error
         except BaseException:
             self._stop()
             raise
