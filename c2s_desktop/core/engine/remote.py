@@ -1,13 +1,17 @@
 """The Engine protocol over an OpenAI-compatible HTTP server (llama.cpp server, vLLM,
 llama-cpp-python's server).
 
-- **score**: ``POST /v1/completions`` with ``prompt = prefix + continuation``, ``echo`` and
-  ``logprobs``; the continuation's tokens are picked by their ``text_offset`` (every token that
-  ends after the prefix, so a token merged across the boundary is scored, as the local engine
-  does). The first call checks once that the server returns prompt log-probabilities and that
-  they agree with the log-probability of a generated token; where they do not (llama.cpp's own
-  server ignores ``echo``), scoring falls back to greedy generation matched to the nearest
-  candidate and :attr:`RemoteEngine.score_warning` says the scores are approximate.
+- **score**: where the server offers vLLM's ``prompt_logprobs``, one ``POST /v1/completions``
+  per cell with every ``prefix + continuation`` as a prompt list; the continuation's tokens are
+  those after the common token prefix with the prefix's own tokenization (``/tokenize``), as
+  the local engine splits them. Elsewhere ``echo`` and ``logprobs``, one request per
+  continuation, the tokens picked by their ``text_offset`` (every token that ends after the
+  prefix, so a token merged across the boundary is scored). The first call checks once which
+  of the two the server returns and that its prompt log-probabilities agree with the
+  log-probability of a generated token; where neither does (llama.cpp's own server refuses
+  ``echo``; llama-cpp-python's shifts them by one token for models without BOS), scoring falls
+  back to greedy generation matched to the nearest candidate and
+  :attr:`RemoteEngine.score_warning` says the scores are approximate.
 - **generate**: streamed (server-sent events); cancel is checked between chunks and closes the
   response.
 - **embed**: ``POST /v1/embeddings``, one text per request; per-token vectors (what servers
@@ -24,6 +28,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import math
 import os
 import ssl
 import threading
@@ -47,7 +52,9 @@ API_KEY_ENV = "C2S_API_KEY"
 DEFAULT_CTX = 2048
 SCORE_AUTO = "auto"
 SCORE_EXACT = "logprobs"
+SCORE_PROMPT_LOGPROBS = "prompt_logprobs"
 SCORE_APPROXIMATE = "generate"
+SCORE_METHODS = (SCORE_AUTO, SCORE_PROMPT_LOGPROBS, SCORE_EXACT, SCORE_APPROXIMATE)
 _RETRY_STATUS = frozenset({429, 502, 503, 504})
 _MAX_BACKOFF_S = 8.0
 _PROBE_TOLERANCE = 1e-3  # nats: prompt log-probabilities vs the generated token's
@@ -63,8 +70,9 @@ class ServerOptions:
     ``api_key=None`` takes ``$C2S_API_KEY``; ``ca_bundle`` is a PEM file of extra trusted
     certificates for a lab's own certificate authority (verification is never turned off).
     ``n_ctx`` is the context size to assume when the server does not tell it. ``scoring``:
-    ``auto`` (check the server once), ``logprobs`` (trust its prompt log-probabilities without
-    the check) or ``generate`` (always the approximate method).
+    ``auto`` (check the server once), ``prompt_logprobs`` (vLLM's) or ``logprobs`` (echoed)
+    prompt log-probabilities trusted without the check, or ``generate`` (always the
+    approximate method).
     """
 
     url: str
@@ -284,6 +292,62 @@ def list_models(options: ServerOptions) -> list[str]:
         http.close()
 
 
+# A typical T cell's top genes and common candidates: what "Test connection" scores.
+_CHECK_GENES = (
+    "MALAT1 B2M TMSB4X EEF1A1 RPL13 RPS27 IL7R CD3D LTB CD3E IL32 RPS12 TPT1 CD52 LDHB "
+    "NOSIP CD2 GIMAP7 CCR7 LEF1"
+)
+_CHECK_LABELS = ("T cell", "B cell", "monocyte", "natural killer cell", "platelet")
+_CHECK_CELLS = 3
+
+
+@dataclass(frozen=True)
+class ServerCheck:
+    """What "Test connection" found: the models, whether labels are scored exactly, and the
+    measured rate of scoring one cell against :data:`_CHECK_LABELS` (after the first)."""
+
+    models: list[str]
+    model: str
+    exact: bool
+    method: str
+    warning: str
+    seconds_per_cell: float
+    n_labels: int
+
+    def summary(self) -> str:
+        """One line for the dialog, e.g. ``exact scoring (prompt_logprobs), 0.31 s per cell``."""
+        how = f"exact scoring ({self.method})" if self.exact else "approximate scoring"
+        rate = f"{self.seconds_per_cell:.2g} s per cell ({self.n_labels} labels)"
+        return f"{self.model}: {how}, {rate}" + ("" if self.exact else f" — {self.warning}")
+
+
+def check_server(options: ServerOptions, cancel: CancelToken | None = None) -> ServerCheck:
+    """Connect, check how the server scores labels and time a few cells (a connection test)."""
+    from ..prompts import CELL_TYPE_PREDICTION, label_continuation, prompt_values, template
+
+    with RemoteEngine(options) as engine:
+        models = list(_models(engine._http))
+        tmpl = template(CELL_TYPE_PREDICTION, 0)
+        prompt = tmpl.format(
+            **prompt_values(organism="Homo sapiens", n_genes=20, sentence=_CHECK_GENES)
+        )
+        labels = [label_continuation(c) for c in _CHECK_LABELS]
+        engine.score(prompt, labels, cancel)  # the first call checks the server
+        start = time.perf_counter()
+        for _ in range(_CHECK_CELLS):
+            engine.score(prompt, labels, cancel)
+        seconds = (time.perf_counter() - start) / _CHECK_CELLS
+        return ServerCheck(
+            models=models,
+            model=engine.info.name,
+            exact=not engine.score_warning,
+            method=engine.score_method,
+            warning=engine.score_warning,
+            seconds_per_cell=seconds,
+            n_labels=len(labels),
+        )
+
+
 def catalog_repo(model_id: str) -> str:
     """The catalogue entry a served model name refers to ('' when none): the name itself
     (``--served-model-name vandijklab/C2S-Scale-Gemma-2-2B``) or a file named after it."""
@@ -300,7 +364,7 @@ class RemoteEngine:
     """
 
     def __init__(self, options: ServerOptions) -> None:
-        if options.scoring not in (SCORE_AUTO, SCORE_EXACT, SCORE_APPROXIMATE):
+        if options.scoring not in SCORE_METHODS:
             raise EngineError(f"unknown scoring method '{options.scoring}'")
         self._options = options
         self._http = _Http(options)
@@ -387,6 +451,16 @@ class RemoteEngine:
         return max(1, self._options.concurrency)
 
     @property
+    def scoring_option(self) -> str:
+        """The scoring method asked for (:data:`SCORE_METHODS`)."""
+        return self._options.scoring
+
+    @property
+    def score_method(self) -> str:
+        """The scoring method in use ('' until the first score checks the server)."""
+        return self._method or ""
+
+    @property
     def score_warning(self) -> str:
         """Empty while scores are exact log-likelihoods; otherwise why they are approximate."""
         if self._method != SCORE_APPROXIMATE:
@@ -420,6 +494,9 @@ class RemoteEngine:
         if self._method == SCORE_APPROXIMATE:
             check_cancel(cancel)
             return self._score_by_generation(prefix, continuations)
+        if self._method == SCORE_PROMPT_LOGPROBS:
+            check_cancel(cancel)
+            return self._score_prompt_logprobs(prefix, continuations)
         scores = []
         for text in continuations:
             check_cancel(cancel)
@@ -513,7 +590,7 @@ class RemoteEngine:
         for i, text in enumerate(texts):
             check_cancel(cancel)
             # one text per request: a batch of per-token outputs is not reliably split apart
-            answer = self._http.post("/v1/embeddings", {"model": self._model, "input": text})
+            answer = self._post_embedding(text)
             rows.append(_pooled(answer, self.url))
             if progress is not None:
                 progress((i + 1) / len(texts), f"embedded {i + 1}/{len(texts)}")
@@ -522,6 +599,19 @@ class RemoteEngine:
         out = np.vstack(rows).astype(np.float32)
         self._n_embd = out.shape[1]
         return out
+
+    def _post_embedding(self, text: str) -> Any:
+        try:
+            return self._http.post("/v1/embeddings", {"model": self._model, "input": text})
+        except EngineError as exc:
+            if "HTTP 404" not in str(exc) and "HTTP 400" not in str(exc):
+                raise
+            raise EngineError(
+                f"the server at {self.url} serves no embeddings from '{self._model}' ({exc})",
+                hint="start a pooling instance of the model (vLLM: --runner pooling "
+                "--convert embed with MEAN pooling; llama.cpp: --embeddings --pooling mean) "
+                "and point embed at it (see SERVER.md)",
+            ) from None
 
     def close(self) -> None:
         self._http.close()
@@ -586,6 +676,67 @@ class RemoteEngine:
             )
         return Score(float(sum(values[i] for i in picked)), len(picked))
 
+    def _prompt_logprobs(
+        self, prompts: Sequence[str], required: bool = False
+    ) -> list[tuple[list[int], list[float | None]]]:
+        """Token ids and log-probabilities of each prompt's tokens (vLLM's ``prompt_logprobs``,
+        the first token's ``None``), one request for all; [] where the server has none."""
+        body = {
+            "model": self._model,
+            "prompt": list(prompts) if len(prompts) > 1 else prompts[0],
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "prompt_logprobs": 0,
+            "return_token_ids": True,
+        }
+        try:
+            answer = self._http.post("/v1/completions", body)
+        except EngineError:
+            if required:
+                raise
+            return []  # e.g. HTTP 400: the parameter is unknown
+        try:
+            choices = sorted(answer["choices"], key=lambda c: int(c.get("index", 0)))
+            rows = [_prompt_row(c) for c in choices]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            rows = []
+        if len(rows) != len(prompts) or any(not ids for ids, _ in rows):
+            if required:
+                raise EngineError(
+                    f"the server at {self.url} returned no prompt log-probabilities",
+                    hint="use vLLM, or scoring 'auto' (see SERVER.md)",
+                )
+            return []
+        return rows
+
+    def _score_prompt_logprobs(self, prefix: str, continuations: Sequence[str]) -> list[Score]:
+        """Each continuation's log-likelihood from one request of ``prefix + continuation``
+        prompts, split from the prefix by tokens as the local engine does."""
+        prefix_ids = self.tokenize(prefix)
+        texts = [c for c in continuations if c]
+        rows = iter(
+            self._prompt_logprobs([prefix + c for c in texts], required=True) if texts else []
+        )
+        scores = []
+        for text in continuations:
+            if not text:
+                scores.append(Score(0.0, 0))
+                continue
+            ids, values = next(rows)
+            if ids[0] == -1:  # not told: the first token is the prefix's
+                ids[0] = prefix_ids[0]
+            split = _common_prefix(ids, prefix_ids)
+            if split == 0:
+                raise EngineError("the continuation changes the prompt's first token")
+            picked = values[split:]
+            if not picked or any(v is None for v in picked):
+                raise EngineError(
+                    f"the server at {self.url} returned no log-probabilities for the label",
+                    hint="start the server with prompt log-probabilities enabled (see SERVER.md)",
+                )
+            scores.append(Score(float(sum(picked)), len(picked)))  # type: ignore[arg-type]
+        return scores
+
     def _probe_scoring(self, prefix: str) -> str:
         """Exact scoring when prompt log-probabilities are returned and agree with the
         log-probability of a generated token; else the approximate method (warned once)."""
@@ -600,6 +751,13 @@ class RemoteEngine:
         except (KeyError, IndexError, TypeError, ValueError):
             token, expected = "", float("nan")
         full = prefix + token
+        if token and math.isfinite(expected):
+            rows = self._prompt_logprobs([full])
+            if rows and rows[0][1][-1] is not None:
+                got = rows[0][1][-1]
+                if abs(got - expected) <= _PROBE_TOLERANCE:
+                    return SCORE_PROMPT_LOGPROBS
+                log.warning("%s: prompt_logprobs disagree (%.4f vs %.4f)", self.url, got, expected)
         echo = self._echo(full)
         values = echo.get("values", [])
         picked = _continuation_tokens(echo.get("offsets", []), len(prefix), len(full))
@@ -651,6 +809,43 @@ class RemoteEngine:
             f"the server at {self.url} cannot tokenize text (no /extras/tokenize or /tokenize)",
             hint="use llama.cpp's server, vLLM or llama-cpp-python's server",
         )
+
+
+def _prompt_row(choice: dict[str, Any]) -> tuple[list[int], list[float | None]]:
+    """(token ids, log-probabilities) of one prompt from a vLLM choice with
+    ``prompt_logprobs``: ids from ``prompt_token_ids``, else each entry's single key (the first
+    token, which has no log-probability, is then -1)."""
+    entries = choice.get("prompt_logprobs")
+    if not isinstance(entries, list) or not entries:
+        return [], []
+    given = choice.get("prompt_token_ids")
+    ids: list[int] = []
+    values: list[float | None] = []
+    for pos, entry in enumerate(entries):
+        if given is not None:
+            token = int(given[pos])
+            value = entry.get(str(token)) if isinstance(entry, dict) else None
+        elif entry is None:
+            token, value = -1, None
+        elif len(entry) == 1:
+            key, value = next(iter(entry.items()))
+            token = int(key)
+        else:
+            raise ValueError("ambiguous prompt_logprobs entry")
+        ids.append(token)
+        values.append(float(value["logprob"]) if isinstance(value, dict) else None)
+    if given is not None and len(given) != len(entries):
+        raise ValueError("prompt_logprobs do not match the prompt's tokens")
+    return ids, values
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _continuation_tokens(offsets: Sequence[int], boundary: int, end: int) -> list[int]:
