@@ -79,6 +79,11 @@ def test_connection_test_lists_the_models_in_the_background(qtbot, isolated, ser
     qtbot.waitUntil(lambda: dialog.status.text().startswith("Connected"), timeout=20_000)
     assert ALIAS in dialog.status.text()
     assert dialog.model.currentText() == ALIAS
+    # the demo model has no BOS: llama-cpp-python's prompt log-probabilities are shifted
+    assert "Label scoring: " + ALIAS + ": approximate scoring" in dialog.status.text()
+    check = dialog.last_check
+    assert check is not None and not check.exact and check.seconds_per_cell > 0
+    assert QSettings().value("server/seconds_per_cell") is not None
     qtbot.waitUntil(lambda: not dialog.runner.is_busy(), timeout=5_000)
 
 

@@ -1,12 +1,17 @@
 """ "Connect to a server": the address of an OpenAI-compatible inference server and how to
 reach it, returned as :class:`~c2s_desktop.core.engine.remote.ServerOptions`.
 
-"Test connection" lists the server's models in the background. The API key is kept only when
+"Test connection" lists the server's models in the background, checks whether it scores labels
+exactly (prompt log-probabilities) or only approximately, and measures how long it takes per
+cell; the rate is kept in QSettings (``server/seconds_per_cell``) for annotation estimates.
+The API key is kept only when
 the user ticks "Remember the API key" (then in QSettings, which is a plain file or registry
 entry of this user); otherwise it lives as long as the dialog's result.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (
@@ -26,12 +31,29 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.engine.base import EngineError
-from ...core.engine.remote import ServerOptions, list_models, normalize_url
+from ...core.engine.remote import (
+    ServerCheck,
+    ServerOptions,
+    check_server,
+    list_models,
+    normalize_url,
+)
 from ..dialogs import error_text
 from ..jobs import JobRunner
 
 GROUP = "server"
 MAX_CONCURRENCY = 32
+
+
+def probe_server(options: ServerOptions) -> tuple[list[str], ServerCheck | None]:
+    """The server's models and, when the model to use is known (given, or the only one),
+    how it scores labels and at what rate."""
+    models = list_models(options)
+    if options.model is None and len(models) == 1:
+        options = replace(options, model=models[0])
+    if options.model is None or options.model not in models:
+        return models, None
+    return models, check_server(options)
 
 
 class ServerDialog(QDialog):
@@ -56,6 +78,7 @@ class ServerDialog(QDialog):
         self.test = QPushButton("Test connection")
         self.test.clicked.connect(self.test_connection)
         self.status = QLabel(wordWrap=True)
+        self.last_check: ServerCheck | None = None
 
         ca_row = QHBoxLayout()
         ca_row.addWidget(self.ca_bundle)
@@ -115,17 +138,29 @@ class ServerDialog(QDialog):
         self.test.setEnabled(False)
         self.status.setText(f"Connecting to {options.url}…")
         self.runner.start(
-            "test", list_models, options, on_success=self._found, on_failure=self._failed
+            "test", probe_server, options, on_success=self._found, on_failure=self._failed
         )
 
-    def _found(self, models: list[str]) -> None:
+    def _found(self, found: tuple[list[str], ServerCheck | None]) -> None:
+        models, check = found
         self.test.setEnabled(True)
         current = self.model.currentText()
         self.model.clear()
         self.model.addItems(models)
         self.model.setCurrentText(current if current in models or not models else models[0])
         names = ", ".join(models) or "none"
-        self.status.setText(f"Connected. Models found: {names}")
+        lines = [f"Connected. Models found: {names}"]
+        self.last_check = check
+        if check is None:
+            lines.append("Choose a model and test again to check its label scoring.")
+        else:
+            lines.append(f"Label scoring: {check.summary()}")
+            s = QSettings()
+            s.beginGroup(GROUP)
+            s.setValue("seconds_per_cell", check.seconds_per_cell)
+            s.setValue("exact_scoring", check.exact)
+            s.endGroup()
+        self.status.setText("\n".join(lines))
 
     def _failed(self, exc: BaseException) -> None:
         self.test.setEnabled(True)
