@@ -2,15 +2,19 @@
 
 Builds a Pythia-410m-shaped GPT-NeoX with random weights (hidden 1024, 24 layers, 16 heads,
 ffn 4096, vocab 50304 with a small trained BPE tokenizer) into bench/out/, converts it to F16,
-Q8_0 and Q4_K_M GGUF, and times per cell (200-gene prompt, template 0, 10 candidate labels):
+Q8_0, Q4_K_M, Q4_0 and IQ4_NL GGUF, and times per cell (200-gene prompt, template 0, 10
+candidate labels):
 
 * ``hf_generate``: transformers fp32 greedy generation of the label (max_new_tokens 20), the
   way cell2sentence annotates;
 * ``hf_score``: transformers fp32 with a KV cache, scoring each label's log-likelihood;
-* ``engine_<type>``: ProcessEngine.score on each GGUF;
+* ``engine_<type>``: ProcessEngine.score on each GGUF with the default EngineOptions (flash
+  attention, the CPU variant chosen at run time);
 
-plus generation tokens/s of ProcessEngine vs raw llama-cpp-python on the Q8_0 file. Every
-variant runs in its own child process; peak RSS = max(ru_maxrss of it, its children).
+then the speed-up of the recommended type (Q4_0) over the faster reference and its share of the
+reference's peak memory, plus generation tokens/s of ProcessEngine vs raw llama-cpp-python on
+the Q8_0 file. Every variant runs in its own child process; peak RSS = max(ru_maxrss of it,
+its children).
 
     python bench/engine.py            # full size (~10 min on 2 cores)
     python bench/engine.py --small    # tiny model, seconds
@@ -32,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "out" / "engine"
 FULL = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
-GGUF_TYPES = ("f16", "q8_0", "q4_k_m")
+GGUF_TYPES = ("f16", "q8_0", "q4_k_m", "q4_0", "iq4_nl")
+RECOMMENDED = "q4_0"
 LABELS = (
     "CD4-positive, alpha-beta T cell",
     "CD8-positive, alpha-beta T cell",
@@ -89,6 +94,30 @@ def make_prompts(n_cells: int) -> list[str]:
         )
         for s in sentences
     ]
+
+
+def cpu_name() -> str:
+    """The lscpu model name and the vector extensions that matter for llama.cpp."""
+    model, flags = "unknown CPU", set()
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return model
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            model = value.strip()
+        elif key.strip() == "flags":
+            flags = set(value.split())
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8")
+    return f"{model} ({', '.join(f for f in wanted if f in flags) or 'no AVX2'})"
+
+
+def backend_line() -> str:
+    """The CPU variant llama.cpp loads here (in a child, to keep this process small)."""
+    code = "from c2s_desktop.core.engine.backend import backend_info as b; print(b().summary())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return proc.stdout.strip()
 
 
 # -- variants (each in a child process) ----------------------------------------------------------
@@ -181,6 +210,9 @@ def engine_generate(path: str, prompts: list[str]) -> dict[str, Any]:
 def raw_generate(path: str, prompts: list[str]) -> dict[str, Any]:
     from llama_cpp import Llama
 
+    from c2s_desktop.core.engine.cpu_variants import ensure_loaded
+
+    ensure_loaded()  # a portable build loads its CPU kernels at run time
     llm = Llama(path, n_ctx=4096, n_threads=THREADS, n_threads_batch=THREADS, verbose=False)
     llm.create_completion(prompts[0][:200], max_tokens=4, temperature=0.0)  # warm-up
     start = time.perf_counter()
@@ -245,17 +277,27 @@ def main() -> None:
         ("transformers fp32, greedy generate", "hf_generate", "checkpoint"),
         ("transformers fp32, KV cache + label scoring", "hf_score", "checkpoint"),
     ] + [(f"ProcessEngine {q.upper()}, label scoring", "engine_score", q) for q in GGUF_TYPES]
+    print(f"CPU: {cpu_name()}\nllama.cpp: {backend_line()}")
     print(f"{n_cells} cells, {len(LABELS)} labels, {args.threads} threads\n")
     print("| variant | prompt tokens | s/cell (mean) | s/cell (min) | load s | peak RSS MB |")
     print("|---|---|---|---|---|---|")
+    results = {}
     for name, variant, file in variants:
-        r = run(variant, files[file], prompts_file)
+        r = results[variant, file] = run(variant, files[file], prompts_file)
         s, load = r["seconds"], f"{r['load_s']:.1f}" if "load_s" in r else "-"
         print(
             f"| {name} | {r['n_prompt_tokens']:.0f} | {sum(s) / len(s):.2f} | {min(s):.2f} "
             f"| {load} | {r['peak_rss_mb']:.0f} |",
             flush=True,
         )
+    mean = {k: sum(r["seconds"]) / len(r["seconds"]) for k, r in results.items()}
+    ref = min(("hf_generate", "checkpoint"), ("hf_score", "checkpoint"), key=mean.__getitem__)
+    ours = ("engine_score", RECOMMENDED)
+    print(
+        f"\n{RECOMMENDED.upper()} label scoring vs the faster reference ({ref[0]}): "
+        f"{mean[ref] / mean[ours]:.2f}x the speed at "
+        f"{results[ours]['peak_rss_mb'] / results[ref]['peak_rss_mb']:.0%} of its peak memory"
+    )
     print("\n| generation (Q8_0, greedy) | tokens/s | tokens | peak RSS MB |")
     print("|---|---|---|---|")
     for name, variant in (

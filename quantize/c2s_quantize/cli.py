@@ -29,7 +29,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from .errors import QuantizeError
 from .progress import ProgressFn
 from .provenance import SourceInfo, read_provenance
-from .qtypes import QUANT_TYPES
+from .qtypes import QUANT_TYPES, recommendation
 from .verify import VerifyReport, gguf_type_name, verify_gguf
 
 QType = Enum("QType", {n: n for n in QUANT_TYPES}, type=str)  # type: ignore[misc]
@@ -59,7 +59,9 @@ info_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 def convert(
     source: Annotated[str, typer.Argument(help="Checkpoint folder, or hub repo id to download.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .gguf file.")],
-    type_: Annotated[QType, typer.Option("--type", "-t", help="Output type.")] = _DEFAULT_TYPE,
+    type_: Annotated[
+        QType, typer.Option("--type", "-t", help=f"Output type; {recommendation()}.")
+    ] = _DEFAULT_TYPE,
     verify: Annotated[bool, typer.Option(help="Compare the result with the original.")] = False,
     allow_pickle: Annotated[
         bool, typer.Option(help="Also read pickle weights (can run code; needs torch).")

@@ -40,8 +40,26 @@ QUANT_TYPES: dict[str, QuantType] = {
         QuantType("q5_k_m", LlamaFileType.MOSTLY_Q5_K_M, 6.3),
         QuantType("q4_k_m", LlamaFileType.MOSTLY_Q4_K_M, 5.7),
         QuantType("q4_0", LlamaFileType.MOSTLY_Q4_0, 5.0),
+        QuantType("iq4_nl", LlamaFileType.MOSTLY_IQ4_NL, 5.0),
     )
 }
+
+RECOMMENDED_CPU = "q4_0"
+"""For scoring on a CPU: llama.cpp repacks Q4_0 (and IQ4_NL) weights at load into an 8x8
+interleaved layout with fast matrix kernels on x86 (AVX2/AVX-512) and ARM; Q8_0's and the
+K-quants' tensors run the plain path there, so they score more slowly despite more bits."""
+RECOMMENDED_GPU = "q8_0"
+"""For a GPU: dequantizing is cheap there, so the most accurate type that halves F16's size."""
+
+
+def recommendation() -> str:
+    """One line for ``--help`` and reports: which type to use where, and why."""
+    return (
+        f"recommended: {RECOMMENDED_CPU} for scoring on a CPU (its weights are repacked for fast "
+        f"matrix kernels; iq4_nl likewise), {RECOMMENDED_GPU} for a GPU (most accurate at half "
+        "of f16's size)"
+    )
+
 
 _LOSSLESS = {"F32": "f32", "F16": "f16", "BF16": "bf16"}
 

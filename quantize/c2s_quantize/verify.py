@@ -26,7 +26,7 @@ from .hf_lm import TransformersLM, transformers_available
 from .probes import Probe, load_probes
 from .progress import CancelToken, ProgressFn, Stage
 from .provenance import Provenance
-from .qtypes import QUANT_TYPES, lossless_type
+from .qtypes import QUANT_TYPES, lossless_type, recommendation
 from .worker import run_worker
 
 
@@ -110,6 +110,7 @@ class VerifyReport:
             f"- reference: {self.reference}",
             f"- verdict: **{'PASSED' if self.passed else 'FAILED'}** (identical token ids and "
             f"top-1 agreement >= {self.min_top1:.0%})",
+            f"- {recommendation()}",
             "",
             "| metric | value |",
             "|---|---|",

@@ -120,3 +120,20 @@ assert r.verification.passed and r.verification.reference.startswith("lossless f
     )
     assert result.returncode == 0, result.stderr
     assert out.is_file()
+
+
+def test_repack_friendly_types_are_offered_and_recommended(checkpoints, tmp_path, cli):
+    # IQ4_NL, like Q4_0, is repacked by llama.cpp for fast CPU kernels; the report and --help
+    # say which type to use on a CPU and on a GPU.
+    out = tmp_path / "neox.iq4_nl.gguf"
+    code, stdout, err = cli(
+        [str(checkpoints["gptneox"]), "-o", str(out), "-t", "iq4_nl", "--verify"]
+    )
+    assert code == 0, err
+    code, info, _ = cli(["info", str(out)])
+    assert code == 0 and "type: iq4_nl" in info
+    md = (tmp_path / "neox.iq4_nl.gguf.verify.md").read_text()
+    assert "| cell-type label agreement |" in md
+    assert "recommended: q4_0 for scoring on a CPU" in md and "q8_0 for a GPU" in md
+    code, help_text, _ = cli(["--help"])
+    assert "iq4_nl" in help_text and "recommended: q4_0" in " ".join(help_text.split())
