@@ -6,31 +6,29 @@ cancels cleanly (exit 130, no partial output); unexpected failures are logged, n
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import multiprocessing
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
-from rich.text import Text
 
 from . import __version__
+from .cli_common import (
+    DATA_DEFAULTS,
+    DataArg,
+    DataArgs,
+    app,
+    err,
+    finite,
+    open_data,
+    options,
+    out,
+    progress_bar,
+)
 from .core import audit
-from .core.dataset import SOURCE_AUTO, Dataset, open_dataset
 from .core.errors import C2SError, Cancelled, OutputError
-from .core.genes import SYMBOLS_AUTO
-from .core.logs import log_exception
-from .core.progress import ProgressFn
-from .core.readers import FORMAT_NAMES
-from .core.sentence_writer import write_sentences_csv
 
 try:
     import click
@@ -40,95 +38,27 @@ try:
 except ImportError:  # pragma: no cover - typer without click
     _USAGE_ERRORS, _ABORTS = (typer.TyperException,), (typer.Abort,)
 
-app = typer.Typer(
-    name="c2s",
-    help="Cell2Sentence analysis of single-cell data, offline.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
-
-DataArg = Annotated[
-    Path,
-    typer.Argument(
-        help="AnnData .h5ad file, Cell Ranger .h5 or Cell Ranger matrix folder (read-only)."
-    ),
-]
-SourceOpt = Annotated[
-    str, typer.Option("--source", help="Expression source: auto, X, raw or layer:NAME.")
-]
-SymbolsOpt = Annotated[
-    str,
-    typer.Option("--symbols", help="Gene symbols: auto, var_names, ensembl-map or a var column."),
-]
-OrganismOpt = Annotated[
-    str | None, typer.Option("--organism", help="Override: 'Homo sapiens' or 'Mus musculus'.")
-]
-MergeOpt = Annotated[
-    bool,
-    typer.Option(
-        "--merge-duplicates/--no-merge-duplicates",
-        help="Sum genes with identical names into one word (default), or refuse such files.",
-    ),
-]
-
-
-def _open(data: Path, source: str, symbols: str, organism: str | None, merge: bool) -> Dataset:
-    ds = open_dataset(
-        data, source=source, symbols=symbols, organism=organism, merge_duplicates=merge
-    )
-    for w in ds.warnings:
-        err.print(f"[yellow]warning:[/] {w}")
-    return ds
-
-
-@contextmanager
-def _progress(label: str) -> Iterator[tuple[ProgressFn, threading.Event]]:
-    cancel = threading.Event()
-    columns = (
-        TextColumn(f"{label}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
-        task = bar.add_task("", total=1.0)
-
-        def update(fraction: float, message: str) -> None:
-            bar.update(task, completed=max(0.0, fraction), description=message)
-
-        yield update, cancel
-
-
-def _finite(value: object) -> object:
-    """JSON has no NaN: replace non-finite floats with None, recursively."""
-    if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
+__all__ = ["app", "main"]
 
 
 @app.command()
+@options
 def info(
     data: DataArg,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    source: SourceOpt = SOURCE_AUTO,
-    symbols: SymbolsOpt = SYMBOLS_AUTO,
-    organism: OrganismOpt = None,
-    merge_duplicates: MergeOpt = True,
+    data_args: DataArgs = DATA_DEFAULTS,
 ) -> None:
     """Show what the file holds: shape, expression sources, symbols, organism, obs, obsm."""
-    with _open(data, source, symbols, organism, merge_duplicates) as ds:
+    import dataclasses
+
+    from rich.table import Table
+
+    from .core.readers import FORMAT_NAMES
+
+    with open_data(data, data_args) as ds:
         facts = ds.info()
     if as_json:
-        out.print_json(json.dumps(_finite(dataclasses.asdict(facts))))
+        out.print_json(json.dumps(finite(dataclasses.asdict(facts))))
         return
     out.print(f"[bold]{facts.path}[/]", markup=True, highlight=False)
     out.print(f"  format: {FORMAT_NAMES.get(facts.format, facts.format)}")
@@ -160,11 +90,10 @@ def info(
 
 
 @app.command()
+@options
 def sentences(
     data: DataArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="CSV file to write.")],
-    source: SourceOpt = SOURCE_AUTO,
-    symbols: SymbolsOpt = SYMBOLS_AUTO,
     top_k: Annotated[
         int | None, typer.Option("--top-k", min=1, help="Keep only the first N genes.")
     ] = None,
@@ -172,24 +101,30 @@ def sentences(
         list[str] | None,
         typer.Option("--obs", help="obs column(s) to add (repeat, or comma-separate)."),
     ] = None,
-    organism: OrganismOpt = None,
-    merge_duplicates: MergeOpt = True,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists.")
     ] = False,
     threads: Annotated[int | None, typer.Option("--threads", min=1)] = None,
+    data_args: DataArgs = DATA_DEFAULTS,
 ) -> None:
     """Write cell sentences as CSV: cell_id,cell_sentence[,obs columns]."""
+    from .core.sentence_writer import write_sentences_csv
+
     columns = [c for item in (obs or []) for c in item.split(",") if c]
-    params = {"source": source, "symbols": symbols, "top_k": top_k, "obs": columns}
+    params = {
+        "source": data_args.source,
+        "symbols": data_args.symbols,
+        "top_k": top_k,
+        "obs": columns,
+    }
     with audit.job("sentences", inputs=[data], params=params) as job:
         if output.exists() and not overwrite:
             raise OutputError("already exists", path=output, hint="pass --overwrite to replace it")
         if output.exists() and data.exists() and output.resolve() == data.resolve():
             raise OutputError("is the input file", path=output, hint="choose another output name")
         with (
-            _open(data, source, symbols, organism, merge_duplicates) as ds,
-            _progress("sentences") as (update, cancel),
+            open_data(data, data_args) as ds,
+            progress_bar("sentences") as (update, cancel),
         ):
             stats = write_sentences_csv(
                 ds,
@@ -242,6 +177,9 @@ def show_audit(
     if not entries:
         err.print("no jobs recorded yet")
         return
+    from rich.table import Table
+    from rich.text import Text
+
     keys = ("time", "task", "status", "input", "model", "outputs", "duration")
     rows = [[audit.summary(entry)[k] for k in keys] for entry in entries]
     if not out.is_terminal:  # piped: whole values, tab-separated
@@ -286,6 +224,8 @@ def main(argv: list[str] | None = None) -> None:
         err.print(f"error: {exc.one_line()}", markup=False, soft_wrap=True)
         sys.exit(2)
     except Exception as exc:  # noqa: BLE001 - last resort: log the traceback, show one line
+        from .core.logs import log_exception
+
         where = log_exception(exc, "c2s " + " ".join(argv or sys.argv[1:]))
         err.print(
             f"internal error: {exc.__class__.__name__}: {exc} (details in {where})",

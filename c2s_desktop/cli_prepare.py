@@ -5,29 +5,31 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from .cli import (
+from .cli_common import (
+    DATA_DEFAULTS,
     DataArg,
-    MergeOpt,
-    OrganismOpt,
-    SourceOpt,
-    SymbolsOpt,
-    _open,
-    _progress,
+    DataArgs,
     app,
+    check_output,
     err,
+    open_data,
+    options,
     out,
+    progress_bar,
+    warn,
 )
 from .core import audit
-from .core.dataset import SOURCE_AUTO
-from .core.errors import DataError, OutputError
-from .core.genes import SYMBOLS_AUTO
-from .core.preprocess import STAGES, PreprocessOptions, PreprocessSummary
+from .core.errors import DataError
+from .core.preprocess_options import PreprocessOptions
+
+if TYPE_CHECKING:
+    from .core.preprocess import PreprocessSummary
 
 _DEFAULTS = PreprocessOptions()
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists.")]
@@ -86,7 +88,7 @@ def preprocess(
     columns = [c for item in (labels or []) for c in item.split(",") if c]
     params = {**dataclasses.asdict(options), "labels": columns}
     with audit.job("preprocess", inputs=[data], params=params) as job:
-        with _progress("preprocess") as (update, cancel):
+        with progress_bar("preprocess") as (update, cancel):
             summary = preprocess_file(
                 data,
                 output,
@@ -101,8 +103,9 @@ def preprocess(
 
 
 def _print_summary(s: PreprocessSummary) -> None:
-    for w in s.warnings:
-        err.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+    from .core.preprocess_options import STAGES
+
+    warn(s.warnings)
     removed = ", ".join(f"{k} {v:,}" for k, v in s.removed.items()) or "none"
     out.print(
         f"cells: {s.n_cells_kept:,} of {s.n_cells_in:,} kept (removed by {removed})",
@@ -122,6 +125,7 @@ def _print_summary(s: PreprocessSummary) -> None:
 
 
 @app.command()
+@options
 def markers(
     data: DataArg,
     groupby: Annotated[
@@ -135,29 +139,23 @@ def markers(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="CSV file (default: print a table).")
     ] = None,
-    source: SourceOpt = SOURCE_AUTO,
-    symbols: SymbolsOpt = SYMBOLS_AUTO,
-    organism: OrganismOpt = None,
-    merge_duplicates: MergeOpt = True,
     overwrite: OverwriteOpt = False,
+    data_args: DataArgs = DATA_DEFAULTS,
 ) -> None:
     """Marker genes (Wilcoxon, BH-adjusted) per group of a column, or of a selection vs rest."""
+    from .core.csv_table import write_table_csv
     from .core.de import rank_markers
-    from .core.export import write_table_csv
     from .core.tasks.common import parse_selector
 
     if groupby is not None and cells is not None:
         raise DataError("give --groupby or --cells, not both")
     if output is not None:
-        if output.exists() and not overwrite:
-            raise OutputError("already exists", path=output, hint="pass --overwrite to replace it")
-        if output.exists() and data.exists() and output.resolve() == data.resolve():
-            raise OutputError("is the input file", path=output, hint="choose another output name")
+        check_output(output, overwrite, data)
     params = {"groupby": groupby, "cells": cells is not None, "n_genes": n_genes}
     with audit.job("markers", inputs=[data], params=params) as job:
         with (
-            _open(data, source, symbols, organism, merge_duplicates) as ds,
-            _progress("markers") as (update, cancel),
+            open_data(data, data_args) as ds,
+            progress_bar("markers") as (update, cancel),
         ):
             rows = parse_selector(ds, cells)
             table = rank_markers(
@@ -176,6 +174,7 @@ def markers(
         lines = ["\t".join(table.columns), *("\t".join(row) for row in cells_text)]
         sys.stdout.write("\n".join(lines) + "\n")
         return
+
     view = Table(*table.columns, box=None)
     for row in cells_text:
         view.add_row(*(Text(v) for v in row))

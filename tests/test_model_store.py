@@ -3,7 +3,6 @@ conversion of a local checkpoint (the download pipeline without the download).""
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 
@@ -12,7 +11,6 @@ import pytest
 from c2s_desktop.core.engine.base import ModelFileError
 from c2s_desktop.core.errors import Cancelled, OutputError
 from c2s_desktop.core.model_store import (
-    HASHES_FILE,
     ModelStoreError,
     cached_sha256,
     catalog_models,
@@ -48,16 +46,16 @@ def test_demo_model_is_listed_first_even_without_a_folder(store):
 
 
 def test_hash_is_cached_by_size_and_mtime(store, tmp_path):
+    from c2s_desktop.core import audit
+
     model = import_model(DEMO)
     assert model.sha256 == sha256(DEMO)
-    cache = json.loads((store / HASHES_FILE).read_text())
-    entry = cache[str(model.path.resolve())]
-    assert entry["size"] == DEMO.stat().st_size and entry["sha256"] == model.sha256
-    # a changed file (same name, new mtime) is hashed again, not served from the cache
-    cache[str(model.path.resolve())]["sha256"] = "0" * 64
-    (store / HASHES_FILE).write_text(json.dumps(cache))
-    assert cached_sha256(model.path) == "0" * 64  # the cache is trusted while unchanged
+    # one cache for the whole app: the audit log and provenance find the model's hash in it
+    assert audit.cached_sha256_only(model.path) == model.sha256
+    assert list_models()[1].sha256 == model.sha256  # listed from the cache, not hashed again
+    # a changed file (same name, new mtime) is not served from the cache: hashed again
     os.utime(model.path, ns=(1, 1))
+    assert audit.cached_sha256_only(model.path) is None and list_models()[1].sha256 is None
     assert cached_sha256(model.path) == sha256(DEMO)
     assert list_models(with_hashes=True)[1].sha256 == sha256(DEMO)
 

@@ -61,6 +61,34 @@ def atomic_write(path: str | Path, *, overwrite: bool = True) -> Iterator[Binary
         raise
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
+    """A temporary file name beside ``path`` for writers that open files by name (h5py,
+    anndata); it is synced and replaces ``path`` only if the block succeeds."""
+    target = check_writable(path, overwrite=overwrite)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot create a file here ({exc.strerror})", path=target) from exc
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, target)
+    except OSError as exc:
+        remove_quietly(tmp)
+        raise OutputError(
+            f"writing failed ({exc.strerror or exc})",
+            path=target,
+            hint="check free disk space and permissions",
+        ) from exc
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+
+
 def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -68,7 +68,7 @@ def audit_path() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / FILE_NAME
 
 
-# -- hashing (cached: inputs can be tens of GB and are hashed by every job) --------------------
+# -- hashing (cached: inputs and models can be tens of GB; the one sha256 cache of the app) -----
 def file_sha256(path: str | Path) -> str | None:
     """sha256 of ``path``; reuses an earlier result while path, size and mtime are unchanged.
 
@@ -99,6 +99,17 @@ def file_sha256(path: str | Path) -> str | None:
         cache[key] = digest
         _save_cache(cache)
     return digest
+
+
+def cached_sha256_only(path: str | Path) -> str | None:
+    """The cached sha256 of ``path`` while it is unchanged, without hashing (None if unknown)."""
+    try:
+        p = Path(path).resolve()
+        st = p.stat()
+    except OSError:
+        return None
+    with _cache_lock:
+        return _load_cache().get(f"{p}|{st.st_size}|{st.st_mtime_ns}")
 
 
 def folder_sha256(folder: str | Path) -> str | None:

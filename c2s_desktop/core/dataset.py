@@ -21,6 +21,7 @@ import pandas as pd
 
 from . import readers
 from .anndata_io import read_elem
+from .choices import SOURCE_AUTO as SOURCE_AUTO
 from .errors import DataError, InputFileError
 from .genes import (
     MOUSE_PREFIX,
@@ -36,7 +37,6 @@ from .inspect_child import check_hdf5_finishes
 from .matrix import H5Matrix, matrix_layout
 from .progress import CancelToken, ProgressFn, check_cancel, no_progress
 
-SOURCE_AUTO = "auto"
 SOURCE_X = "X"
 SOURCE_RAW = "raw"
 LAYER_PREFIX = "layer:"
@@ -159,6 +159,11 @@ class Dataset:
         self.close()
 
     # -- plain properties ----------------------------------------------------------------------
+    @property
+    def log1p_base(self) -> float | None:
+        """``uns['log1p']['base']`` of a log-normalised file (None: natural log or none)."""
+        return self._uns.get("log1p_base")
+
     @property
     def n_cells(self) -> int:
         return len(self.obs)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,12 +21,15 @@ import pandas as pd
 
 from .. import __version__
 from .anndata_io import read_elem, write_elem
-from .atomic import atomic_write, check_writable, remove_quietly
+from .atomic import atomic_path
 from .audit import file_sha256
+from .csv_table import write_table_csv as write_table_csv  # re-exported
 from .errors import DataError, OutputError
 from .models import sha256_file
 from .readers import is_cellranger, read_anndata
-from .sentence_writer import csv_field
+
+UNS_KEY = "c2s"
+"""``uns['c2s'][task]``: one provenance record per task."""
 
 
 def provenance(
@@ -55,10 +56,13 @@ def provenance(
 
 
 def full_column(n_cells: int, rows: np.ndarray, values: Sequence | np.ndarray, fill: Any) -> Any:
-    """A per-cell column: ``values`` at ``rows``, ``fill`` elsewhere (NaN / missing label)."""
+    """A per-cell column (or obsm array): ``values`` at ``rows``, ``fill`` elsewhere (NaN /
+    missing label). Numbers give float32 (2-D values give a cells × columns array), text a
+    categorical."""
     values = np.asarray(values)
     if values.dtype.kind in "fiu":
-        out = np.full(n_cells, np.nan if fill is None else fill, dtype=np.float32)
+        shape = (n_cells, *values.shape[1:])
+        out = np.full(shape, np.nan if fill is None else fill, dtype=np.float32)
         out[rows] = values
         return out
     labels = np.full(n_cells, None, dtype=object)
@@ -86,10 +90,7 @@ def write_annotated_copy(
     src, target = Path(input_path), Path(output_path)
     if target.exists() and src.exists() and target.resolve() == src.resolve():
         raise OutputError("is the input file", path=target, hint="choose another output name")
-    check_writable(target, overwrite=overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_path(target, overwrite=overwrite) as tmp:
         ok = False
         if not is_cellranger(src):  # a Cell Ranger input becomes a new .h5ad (below)
             shutil.copyfile(src, tmp)
@@ -99,16 +100,6 @@ def write_annotated_copy(
                     ok = True
         if not ok:  # Cell Ranger, or anndata < 0.7: write what anndata/scanpy read
             _rewrite(src, tmp, obs or {}, obsm or {}, uns or {})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except OSError as exc:
-        remove_quietly(tmp)
-        raise OutputError(
-            f"writing failed ({exc})", path=target, hint="check free disk space and permissions"
-        ) from exc
-    except BaseException:
-        remove_quietly(tmp)
-        raise
     return target
 
 
@@ -137,10 +128,10 @@ def _add_in_place(f: h5py.File, obs, obsm, uns) -> None:  # noqa: ANN001
         if "encoding-type" not in uns_group.attrs:
             uns_group.attrs["encoding-type"] = "dict"
             uns_group.attrs["encoding-version"] = "0.1.0"
-        existing = read_elem(uns_group["c2s"]) if "c2s" in uns_group else {}
-        if "c2s" in uns_group:
-            del uns_group["c2s"]
-        write_elem(uns_group, "c2s", {**existing, **{k: dict(v) for k, v in uns.items()}})
+        existing = read_elem(uns_group[UNS_KEY]) if UNS_KEY in uns_group else {}
+        if UNS_KEY in uns_group:
+            del uns_group[UNS_KEY]
+        write_elem(uns_group, UNS_KEY, {**existing, **{k: dict(v) for k, v in uns.items()}})
 
 
 def _n_obs(f: h5py.File) -> int:
@@ -149,56 +140,20 @@ def _n_obs(f: h5py.File) -> int:
     return int(group[index_name].shape[0])
 
 
-def _rewrite(src: Path, tmp: str, obs, obsm, uns) -> None:  # noqa: ANN001
+def _rewrite(src: Path, tmp: Path, obs, obsm, uns) -> None:  # noqa: ANN001
     adata = read_anndata(src)
     for name, values in obs.items():
         adata.obs[name] = values
     for key, array in obsm.items():
         adata.obsm[key] = np.asarray(array)
-    existing = dict(adata.uns.get("c2s", {}))
-    adata.uns["c2s"] = {**existing, **{k: dict(v) for k, v in uns.items()}}
+    existing = dict(adata.uns.get(UNS_KEY, {}))
+    adata.uns[UNS_KEY] = {**existing, **{k: dict(v) for k, v in uns.items()}}
     adata.write_h5ad(tmp)
 
 
 def write_new_h5ad(adata: ad.AnnData, path: str | Path, *, overwrite: bool = False) -> Path:
     """Write a new AnnData (e.g. generated cells) atomically."""
-    target = check_writable(path, overwrite=overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    try:
+    target = Path(path)
+    with atomic_path(target, overwrite=overwrite) as tmp:
         adata.write_h5ad(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        remove_quietly(tmp)
-        raise
     return target
-
-
-def write_table_csv(
-    path: str | Path, columns: Mapping[str, Sequence[Any]], *, overwrite: bool = False
-) -> Path:
-    """A CSV with the given columns (first column usually ``cell_id``), written atomically."""
-    names = list(columns)
-    if not names:
-        raise DataError("nothing to write")
-    n = len(columns[names[0]])
-    with atomic_write(path, overwrite=overwrite) as fh:
-        fh.write((",".join(csv_field(c) for c in names) + "\n").encode())
-        lines = []
-        for i in range(n):
-            lines.append(",".join(csv_field(_text(columns[c][i])) for c in names))
-        fh.write(("\n".join(lines) + ("\n" if lines else "")).encode())
-    return Path(path)
-
-
-def _text(value: Any) -> str:
-    if (
-        value is None
-        or value is pd.NA
-        or (isinstance(value, float | np.floating) and np.isnan(value))
-    ):
-        return ""
-    if isinstance(value, float | np.floating):
-        return f"{float(value):.6g}"
-    return str(value)

@@ -16,6 +16,7 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
+from .choices import SYMBOLS_AUTO as SYMBOLS_AUTO
 from .errors import DataError
 from .resources import resource_path
 
@@ -35,7 +36,6 @@ SYMBOL_COLUMNS = (
 
 ENSEMBL_RE = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
 MOUSE_PREFIX = "ENSMUSG"
-SYMBOLS_AUTO = "auto"
 SYMBOLS_VAR_NAMES = "var_names"
 SYMBOLS_ENSEMBL_MAP = "ensembl-map"
 MIN_MAPPED_FRACTION = 0.5

@@ -2,8 +2,8 @@
 
 Models live in one folder (``$C2S_MODELS_DIR`` or the per-user data folder); the bundled demo
 model is always listed too. Importing validates a GGUF first and copies it (the user's file is
-never moved or changed); converting runs c2s-quantize's pipeline into the folder. Hashes are
-cached in ``hashes.json`` beside the models, keyed by path, size and modification time.
+never moved or changed); converting runs c2s-quantize's pipeline into the folder. Hashes come
+from the app's one sha256 cache (:func:`.audit.file_sha256`: path, size, modification time).
 Downloading is separate and explicit (:func:`download_checkpoint`): nothing else here touches
 the network.
 """
@@ -11,10 +11,8 @@ the network.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 
 import platformdirs
 
+from . import audit
 from .atomic import atomic_write
 from .catalog import MODEL_TASKS
 from .engine.base import ModelFileError, ModelInfo
@@ -32,11 +31,9 @@ from .progress import CancelToken, ProgressFn, check_cancel, no_progress
 from .resources import resource_path
 
 MODELS_ENV = "C2S_MODELS_DIR"
-HASHES_FILE = "hashes.json"
 DEMO_MODEL = ("demo", "c2s-demo-pbmc.q8_0.gguf")
 QUANT_CHOICES = ("q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "f16")
 _COPY_CHUNK = 8 << 20
-_hash_lock = threading.Lock()
 
 
 class ModelStoreError(C2SError):
@@ -126,50 +123,14 @@ def describe(path: Path, *, bundled: bool = False, with_hash: bool = False) -> L
 
 
 # -- hashes ----------------------------------------------------------------------------------------
-def _hash_file(folder: Path | None = None) -> Path:
-    return (folder or models_dir()) / HASHES_FILE
-
-
-def _key(path: Path) -> tuple[str, dict[str, int]]:
-    st = path.stat()
-    return str(path.resolve()), {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def _read_hashes(file: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _cached_only(path: Path) -> str | None:
-    try:
-        key, stamp = _key(path)
-    except OSError:
-        return None
-    entry = _read_hashes(_hash_file()).get(key)
-    if isinstance(entry, dict) and all(entry.get(k) == v for k, v in stamp.items()):
-        return str(entry.get("sha256") or "") or None
-    return None
+    return audit.cached_sha256_only(path)
 
 
 def cached_sha256(path: str | Path) -> str:
-    """sha256 of a model file, from the cache when its size and mtime are unchanged."""
-    path = Path(path)
-    cached = _cached_only(path)
-    if cached:
-        return cached
-    digest = sha256_file(path)
-    key, stamp = _key(path)
-    file = _hash_file()
-    with _hash_lock, contextlib.suppress(C2SError, OSError):  # a cache that cannot be written
-        file.parent.mkdir(parents=True, exist_ok=True)
-        data = _read_hashes(file)
-        data[key] = {**stamp, "sha256": digest}
-        with atomic_write(file) as fh:
-            fh.write(json.dumps(data, indent=1, sort_keys=True).encode())
-    return digest
+    """sha256 of a model file, from the app's sha256 cache while its size and mtime are
+    unchanged (the same cache the audit log and provenance use)."""
+    return audit.file_sha256(path) or sha256_file(path)
 
 
 # -- import and remove -----------------------------------------------------------------------------

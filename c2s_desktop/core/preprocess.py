@@ -46,6 +46,8 @@ from .dataset import (
     open_dataset,
 )
 from .errors import C2SError, Cancelled, DataError, InputFileError, OutputError
+from .preprocess_options import STAGES as STAGES
+from .preprocess_options import PreprocessOptions as PreprocessOptions
 from .progress import CancelToken, ProgressFn, check_cancel, no_progress
 
 if TYPE_CHECKING:
@@ -56,7 +58,6 @@ PREPROCESS_KEY = "c2s_preprocess"
 CLUSTER_KEY = "leiden"
 """obs column of the clusters (categorical ``"0"``, ``"1"``, ...)."""
 QC_COLUMNS = ("n_genes_by_counts", "total_counts", "pct_counts_mt", "pct_counts_ribo")
-STAGES = ("qc", "filter", "normalize", "hvg", "pca", "neighbors", "umap", "leiden", "markers")
 MITO_PREFIX = {HUMAN: "MT-", MOUSE: "mt-"}
 RIBO_PREFIXES = {HUMAN: ("RPS", "RPL"), MOUSE: ("Rps", "Rpl")}
 HVG_FLAVOR = "seurat"  # scanpy's tutorial: log-normalised data, default flavor
@@ -79,21 +80,6 @@ _WEIGHTS = {
     "markers": 0.15,
     "write": 0.10,
 }
-
-
-@dataclass(frozen=True)
-class PreprocessOptions:
-    """Thresholds and parameters; the defaults follow scanpy's clustering tutorial."""
-
-    min_genes: int = 100
-    max_genes: int | None = None
-    max_pct_mt: float | None = None
-    min_cells: int = 3
-    n_top_genes: int = 2000
-    n_pcs: int = 50
-    n_neighbors: int = 15
-    resolution: float = 1.0
-    seed: int = 0
 
 
 @dataclass(frozen=True)

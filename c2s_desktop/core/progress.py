@@ -31,3 +31,13 @@ def check_cancel(cancel: CancelToken | None) -> None:
 def new_cancel_token() -> threading.Event:
     """A fresh, unset cancel token."""
     return threading.Event()
+
+
+class EitherSet:
+    """A cancel token set when either of two tokens is (a user's Stop or a job's cancel)."""
+
+    def __init__(self, first: CancelToken, second: CancelToken | None) -> None:
+        self.first, self.second = first, second
+
+    def is_set(self) -> bool:
+        return self.first.is_set() or (self.second is not None and self.second.is_set())

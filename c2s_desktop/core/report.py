@@ -36,6 +36,7 @@ from .report_sections import (
     section,
 )
 from .report_svg import MAX_POINTS
+from .results import EMBEDDING, UNS_KEY
 
 PREPROCESS_UNS = "c2s_preprocess"
 __all__ = ["LOW_CONFIDENCE", "MAX_POINTS", "render_report", "render_results", "write_report"]
@@ -86,7 +87,7 @@ def load_inputs(path: str | Path) -> ReportInputs:
             }
             parts = {
                 key: read_elem(f[f"uns/{key}"]) if f"uns/{key}" in f else {}
-                for key in ("c2s", PREPROCESS_UNS, "rank_genes_groups")
+                for key in (UNS_KEY, PREPROCESS_UNS, "rank_genes_groups")
             }
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input problem
         raise InputFileError(
@@ -100,7 +101,7 @@ def load_inputs(path: str | Path) -> ReportInputs:
         )
     mappings = {k: dict(v) if isinstance(v, Mapping) else {} for k, v in parts.items()}
     return ReportInputs(
-        obs, obsm, mappings["c2s"], mappings[PREPROCESS_UNS], mappings["rank_genes_groups"]
+        obs, obsm, mappings[UNS_KEY], mappings[PREPROCESS_UNS], mappings["rank_genes_groups"]
     )
 
 
@@ -122,7 +123,7 @@ def render_report(
     inputs = load_inputs(p)
     obs, obsm = inputs.obs, inputs.obsm
     result_cols = [c for c in obs.columns if str(c).startswith("c2s_")]
-    has_map = any(k.startswith("X_c2s") for k in obsm)
+    has_map = any(k.startswith(EMBEDDING) for k in obsm)
     if not result_cols and not inputs.records and not has_map and not inputs.preprocess:
         raise DataError("no C2S results in this file", path=p, hint=_EMPTY_HINT)
     plots: list[DotPlot] = []

@@ -18,15 +18,16 @@ import pandas as pd
 from .catalog import MODEL_TASKS
 from .preprocess import CLUSTER_KEY, PreprocessOptions, adjusted_rand, label_columns
 from .report_svg import histogram_svg, scatter_svg
+from .results import CELL_TYPE as CELL_TYPE  # re-exported for the report modules
+from .results import CELL_TYPE_PROB as CELL_PROB
+from .results import EMBEDDING, LAYOUT
 
-CELL_TYPE = "c2s_cell_type"
-CELL_PROB = "c2s_cell_type_prob"
 RUNNER_UP_COLUMNS = ("c2s_cell_type_runner_up", "c2s_cell_type_second")
 CLUSTER = CLUSTER_KEY
 LOW_CONFIDENCE = 0.5
 N_LOWEST = 25
 MAX_MATRIX = 25
-EMBEDDING_ORDER = ("X_umap", "X_c2s_2d", "X_tsne", "X_pca", "X_c2s")
+EMBEDDING_ORDER = ("X_umap", LAYOUT, "X_tsne", "X_pca", EMBEDDING)
 DEMO_NOTE = (
     "a 4 MB demo model trained on 700 PBMCs: labels are illustrative. It is a 4-layer GPT-NeoX "
     "trained in this project on 80 % of the bundled demo cells (blood cells of one donor) for "

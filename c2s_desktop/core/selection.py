@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +20,9 @@ import pandas as pd
 import platformdirs
 
 from .atomic import atomic_write
+from .csv_table import write_table_csv
 from .errors import DataError, InputFileError
 from .logs import APP_NAME
-from .sentence_writer import csv_field
 
 MODE_REPLACE = "replace"
 MODE_ADD = "add"
@@ -108,6 +108,18 @@ class SelectionModel:
         self.n_cells = n_cells
         self.current = np.zeros(0, dtype=np.int64)
         self.saved: dict[str, Selection] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` after each change of the current or a named selection; returns
+        the function that unsubscribes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def changed(self) -> None:
+        """Tell the subscribers (called by every change; call it after editing ``saved``)."""
+        for listener in list(self._listeners):
+            listener()
 
     def update(self, rows: Iterable[int] | np.ndarray, mode: str = MODE_REPLACE) -> np.ndarray:
         """Replace, extend or reduce the current selection; returns it."""
@@ -121,6 +133,7 @@ class SelectionModel:
         elif mode != MODE_REPLACE:
             raise ValueError(f"unknown selection mode {mode!r}")
         self.current = new
+        self.changed()
         return new
 
     def mask(self) -> np.ndarray:
@@ -138,6 +151,7 @@ class SelectionModel:
             raise DataError("nothing is selected", hint="select cells before saving")
         sel = Selection(name, self.current.copy())
         self.saved[name] = sel
+        self.changed()
         return sel
 
     def restore(self, name: str) -> np.ndarray:
@@ -145,7 +159,8 @@ class SelectionModel:
         return self.update(self.saved[name].rows)
 
     def remove(self, name: str) -> None:
-        self.saved.pop(name, None)
+        if self.saved.pop(name, None) is not None:
+            self.changed()
 
 
 def export_csv(
@@ -157,17 +172,13 @@ def export_csv(
 ) -> Path:
     """Write ``cell_id[,obs columns]`` of the selected rows to ``path`` atomically."""
     rows = np.asarray(rows, dtype=np.int64)
-    cols = [[str(v) for v in cell_ids[rows]]]
+    table: dict[str, list[str]] = {"cell_id": [str(v) for v in cell_ids[rows]]}
     for name in columns:
         if obs is None:
             raise DataError(f"no obs column '{name}'")
         col = obs[name].iloc[rows]
-        cols.append(col.astype(object).where(col.notna(), "").astype(str).tolist())
-    lines = [",".join(csv_field(h) for h in ["cell_id", *columns])]
-    lines.extend(",".join(csv_field(v) for v in rec) for rec in zip(*cols, strict=True))
-    with atomic_write(path) as fh:
-        fh.write(("\n".join(lines) + "\n").encode())
-    return Path(path)
+        table[name] = col.astype(object).where(col.notna(), "").astype(str).tolist()
+    return write_table_csv(path, table)
 
 
 def session_dir() -> Path:
@@ -218,6 +229,8 @@ def load_selections(path: str | Path, model: SelectionModel) -> int:
             sel = as_rows(rows)
             if len(sel) and sel[0] >= 0 and sel[-1] < model.n_cells:
                 model.saved[str(name)] = Selection(str(name), sel)
+        if stored:
+            model.changed()
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputFileError(
             f"cannot read the saved session ({exc})",

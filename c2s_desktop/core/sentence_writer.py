@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write
+from .csv_table import csv_field
 from .dataset import Dataset
 from .errors import DataError
 from .progress import CancelToken, ProgressFn, check_cancel, no_progress
@@ -151,13 +152,6 @@ class _LineMaker:
 
     def __call__(self, idx: np.ndarray, ranked: RankedChunk) -> bytes:
         return self.encoder.lines(ranked, idx)
-
-
-def csv_field(value: str) -> str:
-    """Quote a CSV field when it holds a comma, quote or line break (RFC 4180)."""
-    if any(c in value for c in ',"\r\n'):
-        return '"' + value.replace('"', '""') + '"'
-    return value
 
 
 def write_sentences_csv(

@@ -22,9 +22,10 @@ import numpy as np
 
 from .atomic import atomic_write
 from .errors import DataError, InputFileError
+from .results import option_parameters, options_from
 from .selection import as_rows
-from .tasks.annotate import AnnotateResult
-from .tasks.embed import EmbedResult
+from .tasks.annotate import AnnotateOptions, AnnotateResult
+from .tasks.embed import EmbedOptions, EmbedResult
 
 SESSION_VERSION = 2
 KIND_SUMMARY = "summary"
@@ -163,6 +164,8 @@ def _annotate_doc(r: AnnotateResult) -> dict[str, Any]:
         "seconds_per_scored_cell": float(r.seconds_per_scored_cell),
         "warnings": list(r.warnings),
         "has_clusters": r.clusters is not None,
+        "cluster_source": r.cluster_source,
+        "options": None if r.options is None else option_parameters(r.options),
     }
 
 
@@ -193,9 +196,11 @@ def session_document(state: SessionState) -> dict[str, Any]:
     if state.annotate is not None:
         results["annotate"] = _annotate_doc(state.annotate)
     if state.embed is not None:
+        e = state.embed
         results["embed"] = {
-            "template_id": state.embed.template_id,
-            "warnings": list(state.embed.warnings),
+            "template_id": e.template_id,
+            "warnings": list(e.warnings),
+            "options": None if e.options is None else option_parameters(e.options),
         }
     return {
         "version": SESSION_VERSION,
@@ -310,6 +315,8 @@ def _load_arrays(path: Path, results: dict[str, Any], state: SessionState) -> No
                     n_genes=int(meta["n_genes"]),
                     seconds_per_scored_cell=float(meta["seconds_per_scored_cell"]),
                     warnings=tuple(meta.get("warnings", ())),
+                    cluster_source=str(meta.get("cluster_source", "")),
+                    options=_options(AnnotateOptions, meta),
                 )
                 _check_rows(state.annotate.rows, state.n_cells)
             if "embed" in results:
@@ -320,10 +327,17 @@ def _load_arrays(path: Path, results: dict[str, Any], state: SessionState) -> No
                     layout=z["embed_layout"],
                     template_id=str(meta["template_id"]),
                     warnings=tuple(meta.get("warnings", ())),
+                    options=_options(EmbedOptions, meta),
                 )
                 _check_rows(state.embed.rows, state.n_cells)
     except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
         raise _damaged(npz, exc) from exc
+
+
+def _options(cls: type, meta: Mapping[str, Any]) -> Any:
+    """The task options saved with a result (None in sessions saved before they were)."""
+    saved = meta.get("options")
+    return None if not isinstance(saved, dict) else options_from(cls, saved)
 
 
 def _check_rows(rows: np.ndarray, n_cells: int) -> None:

@@ -54,6 +54,27 @@ def test_selection_model_modes_and_named_selections():
         model.save("empty")
 
 
+def test_selection_model_tells_its_subscribers_of_every_change(tmp_path):
+    model = SelectionModel(10)
+    seen: list[tuple[int, int]] = []
+    stop = model.subscribe(lambda: seen.append((len(model.current), len(model.saved))))
+    model.update([1, 2, 3])
+    model.update([3, 4], MODE_ADD)
+    model.save("a")
+    model.restore("a")
+    model.remove("missing")  # nothing changed: no event
+    model.remove("a")
+    assert seen == [(3, 0), (4, 0), (4, 1), (4, 1), (4, 0)]
+    other = SelectionModel(10)
+    other.update([1])
+    other.save("b")
+    path = save_selections(tmp_path / "s.json", tmp_path / "data.h5ad", other)
+    assert load_selections(path, model) == 1 and seen[-1] == (4, 1)
+    stop()
+    model.update([])
+    assert len(seen) == 6
+
+
 def test_categories_and_composition():
     values = pd.Series(pd.Categorical(["B", "T", "B", None, "T", "T"]))
     assert rows_in_categories(values, ["T", "NA"]).tolist() == [1, 3, 4, 5]

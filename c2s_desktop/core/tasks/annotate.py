@@ -90,6 +90,8 @@ class AnnotateResult:
     warnings: tuple[str, ...] = field(default=())
     cluster_source: str = ""
     """Where representative mode's clusters came from: ``obs['leiden']``, ``k-means (k=12)``."""
+    options: AnnotateOptions | None = None
+    """The options it ran with (its provenance, see :mod:`~c2s_desktop.core.results`)."""
     scoring: str = ""
     """``exact log-likelihood`` or ``approximate (greedy answer matched to a candidate)``."""
     resumed_cells: int = 0
@@ -162,6 +164,7 @@ def annotate(
             job.n_genes,
             per_cell,
             warnings,
+            options=options,
             scoring=scoring,
             resumed_cells=checkpoint.resumed,
         ).finished(checkpoint)
@@ -182,6 +185,7 @@ def annotate(
         per_cell,
         warnings,
         cluster_source,
+        options,
         scoring=scoring,
         resumed_cells=checkpoint.resumed,
     ).finished(checkpoint)

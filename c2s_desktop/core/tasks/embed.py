@@ -30,6 +30,8 @@ class EmbedResult:
     layout: np.ndarray
     template_id: str
     warnings: tuple[str, ...] = field(default=())
+    options: EmbedOptions | None = None
+    """The options it ran with (its provenance)."""
 
 
 def layout_2d(x: np.ndarray) -> np.ndarray:
@@ -63,4 +65,4 @@ def embed_cells(
         parts.append(engine.embed(prompts, cancel=cancel))
         progress(min(n, start + options.batch) / n, f"{min(n, start + options.batch):,}/{n:,}")
     emb = np.vstack(parts).astype(np.float32)
-    return EmbedResult(job.rows, emb, layout_2d(emb), tmpl.id, job.warnings)
+    return EmbedResult(job.rows, emb, layout_2d(emb), tmpl.id, job.warnings, options)
