@@ -217,10 +217,12 @@ def test_cli_one_line_errors(servers, capsys, tmp_path, monkeypatch):
 # -- resumable: a connection that drops midway -----------------------------------------------------
 class Flaky:
     """A loopback proxy to ``target`` that drops connections (no answer) once ``allowed``
-    completion requests went through, until :attr:`allowed` is raised again."""
+    completion requests went through, until :attr:`allowed` is raised again; and answers
+    every ``busy_every``-th completion request with 503 (too busy) when that is set."""
 
-    def __init__(self, target: str, allowed: int) -> None:
+    def __init__(self, target: str, allowed: int, busy_every: int = 0) -> None:
         self.target, self.allowed, self.seen = target, allowed, 0
+        self.busy_every, self.busy = busy_every, 0
         flaky = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -236,6 +238,13 @@ class Flaky:
                     flaky.seen += 1
                     if flaky.seen > flaky.allowed:
                         self.close_connection = True  # dropped: no status line
+                        return
+                    if flaky.busy_every and flaky.seen % flaky.busy_every == 0:
+                        flaky.busy += 1
+                        self.send_response(503)
+                        self.send_header("Retry-After", "0")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
                         return
                 self._forward(body)
 
@@ -289,3 +298,20 @@ def test_a_dropped_connection_resumes_to_the_same_labels(servers, dataset, tmp_p
     np.testing.assert_allclose(resumed.scored_probs, clean.scored_probs, atol=1e-5)
     assert list(resumed.labels) == list(clean.labels) and resumed.warnings == clean.warnings
     assert not list(tmp_path.glob("*.jsonl"))
+
+
+def test_a_busy_server_lowers_the_requests_in_flight(servers, dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("C2S_CHECKPOINT_DIR", str(tmp_path))
+    with remote_for(servers["gemma2"]) as remote:
+        direct = annotate(dataset, remote, per_cell(ROWS))
+    flaky = Flaky(servers["gemma2"].url, allowed=10**6, busy_every=3)
+    try:
+        options = ServerOptions(flaky.url, concurrency=4, backoff_s=0.01, retries=5)
+        with RemoteEngine(options) as remote:
+            got = annotate(dataset, remote, per_cell(ROWS))
+            throttle = remote.throttle
+    finally:
+        flaky.close()
+    assert flaky.busy >= 2 and throttle.busy_answers == flaky.busy
+    assert throttle.lowest < 4  # halved at each 503, grown back as answers succeeded
+    assert list(got.labels) == list(direct.labels)

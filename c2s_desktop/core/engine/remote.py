@@ -18,9 +18,10 @@ llama-cpp-python's server).
   return for causal models without pooling) are mean-pooled here, as the local engine pools.
 - **score_many**: cells scored by up to ``concurrency`` requests at a time (batch annotation).
 
-Connection failures, 429 and 502/503/504 are retried with exponential back-off (bounded); a
-timeout, a refused API key, an unknown model or an answer that is not JSON raise
-:class:`EngineError` with a hint. The API key is sent as a bearer token and never logged.
+Connection failures, 429 and 502/503/504 are retried with exponential back-off (bounded), and
+429/503 also halve the requests :meth:`RemoteEngine.score_many` keeps in flight (grown back as
+answers succeed); a timeout, a refused API key, an unknown model or an answer that is not JSON
+raise :class:`EngineError` with a hint. The API key is sent as a bearer token and never logged.
 """
 
 from __future__ import annotations
@@ -102,6 +103,32 @@ def normalize_url(url: str) -> str:
     return text
 
 
+class Throttle:
+    """How many requests to keep in flight: halved when the server answers 429 or 503 (too
+    busy), grown back by one per round of successful answers, up to ``ceiling``."""
+
+    def __init__(self, ceiling: int) -> None:
+        self.ceiling = ceiling
+        self._limit = float(ceiling)
+        self.busy_answers = 0
+        self.lowest = ceiling
+        self._lock = threading.Lock()
+
+    @property
+    def limit(self) -> int:
+        return max(1, int(self._limit))
+
+    def busy(self) -> None:
+        with self._lock:
+            self.busy_answers += 1
+            self._limit = max(1.0, self._limit / 2)
+            self.lowest = min(self.lowest, self.limit)
+
+    def ok(self) -> None:
+        with self._lock:
+            self._limit = min(float(self.ceiling), self._limit + 1 / self._limit)
+
+
 class _Http:
     """A synchronous httpx client with timeouts, bounded retries and user-facing errors."""
 
@@ -111,6 +138,7 @@ class _Http:
         key = options.api_key if options.api_key is not None else os.environ.get(API_KEY_ENV)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.has_key = bool(key)
+        self.throttle = Throttle(max(1, options.concurrency))
         verify: ssl.SSLContext | bool = True
         if options.ca_bundle:
             try:
@@ -176,6 +204,10 @@ class _Http:
                     attempt = self._sleep(attempt, None)
                     continue
                 raise self._transport_error(exc) from None
+            if response.status_code in (429, 503):
+                self.throttle.busy()
+            elif response.status_code < 400:
+                self.throttle.ok()
             if response.status_code in _RETRY_STATUS and attempt < self.options.retries:
                 response.close()
                 attempt = self._sleep(attempt, response.headers.get("retry-after"))
@@ -451,6 +483,11 @@ class RemoteEngine:
         return max(1, self._options.concurrency)
 
     @property
+    def throttle(self) -> Throttle:
+        """The in-flight limit of :meth:`score_many`, lowered while the server is too busy."""
+        return self._http.throttle
+
+    @property
     def scoring_option(self) -> str:
         """The scoring method asked for (:data:`SCORE_METHODS`)."""
         return self._options.scoring
@@ -510,7 +547,8 @@ class RemoteEngine:
         on_result: Callable[[int, list[Score]], None],
         cancel: CancelToken | None = None,
     ) -> None:
-        """Score ``continuations`` after each prefix, ``concurrency`` prefixes at a time.
+        """Score ``continuations`` after each prefix, up to ``concurrency`` prefixes at a time
+        (fewer while the server answers 429/503: :class:`Throttle`).
 
         ``on_result(i, scores)`` runs in the calling thread as each prefix finishes (in any
         order). Cancel stops new requests; requests in flight finish first.
@@ -529,7 +567,8 @@ class RemoteEngine:
             try:
                 while True:
                     while (
-                        len(running) < self.concurrency and (i := next(pending, None)) is not None
+                        len(running) < self.throttle.limit
+                        and (i := next(pending, None)) is not None
                     ):
                         check_cancel(cancel)
                         running[pool.submit(self.score, prefixes[i], continuations, cancel)] = i
