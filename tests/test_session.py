@@ -183,7 +183,7 @@ def test_autosave_then_restore_in_a_new_window(qtbot, make_window, real_h5ad):
     rows = np.arange(10, 30)
     conv = conversation(rows)
     w.assistant.set_conversations({conv.key: conv})
-    w.results["annotate"] = annotate_result(n)
+    w.set_result("annotate", annotate_result(n))
     path = session_file(real_h5ad)
     qtbot.waitUntil(lambda: w.session.n_writes >= 1, timeout=5_000)
     qtbot.waitUntil(lambda: not w.runner.is_busy(), timeout=30_000)

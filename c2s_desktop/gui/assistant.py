@@ -33,7 +33,7 @@ from ..core.catalog import ASK, SUMMARIZE, capabilities
 from ..core.dataset import Dataset
 from ..core.engine.base import Engine
 from ..core.errors import C2SError, Cancelled
-from ..core.progress import CancelToken, ProgressFn, no_progress
+from ..core.progress import CancelToken, EitherSet, ProgressFn, no_progress
 from ..core.session import (
     KIND_QUESTION,
     KIND_SUMMARY,
@@ -49,22 +49,12 @@ from ..core.tasks.chat import ASK_PARAMS, AskOptions, AskResult, ask
 from ..core.tasks.chat import Turn as ChatTurn
 from ..core.tasks.summarize import SUMMARY_PARAMS, SummarizeOptions, SummaryResult, summarize
 from .audit_jobs import audited, job_params
+from .engine_host import MODEL_SLOT
 from .export_dialog import confirm_overwrite, refuse_input
 from .panels.assistant import AssistantPanel
 
-MODEL_SLOT = "model"
 STATUS_RUNNING = "running"
 FLUSH_MS = 40
-
-
-class EitherSet:
-    """A cancel token set when either of two tokens is (the user's Stop or the job's cancel)."""
-
-    def __init__(self, first: CancelToken, second: CancelToken | None) -> None:
-        self.first, self.second = first, second
-
-    def is_set(self) -> bool:
-        return self.first.is_set() or (self.second is not None and self.second.is_set())
 
 
 def run_summary(
@@ -110,7 +100,7 @@ def no_model(window: Any) -> None:
     try:
         window.engine_host.engine()
     except C2SError as exc:
-        window._failed(exc, "No model")
+        window.report_error(exc, "No model")
 
 
 class PromptDialog(QDialog):
@@ -180,10 +170,8 @@ class AssistantController(QObject):
         self._flush_timer = QTimer(self)
         self._flush_timer.setInterval(FLUSH_MS)
         self._flush_timer.timeout.connect(self._flush)
-        self._watch = QTimer(self)
-        self._watch.setInterval(250)
-        self._watch.timeout.connect(self._follow_selection)
-        self._watch.start()
+        window.selection_changed.connect(self._follow_selection)
+        window.dataset_loaded.connect(self._follow_selection)
         self.token.connect(self._on_token)
         self._build_actions()
         p = self.panel
@@ -260,6 +248,7 @@ class AssistantController(QObject):
         self.conversations = dict(conversations)
         self.revision += 1
         self.refresh()
+        self.changed.emit()
 
     # -- requests ------------------------------------------------------------------------------
     def focus_question(self) -> None:
@@ -419,7 +408,7 @@ class AssistantController(QObject):
             self._status("Answer stopped (the part so far is kept)")
             return
         if not self.window.engine_host.handle_failure(exc):
-            self.window._failed(exc, "The assistant could not answer")
+            self.window.report_error(exc, "The assistant could not answer")
 
     def _job_done(self, turn: Turn) -> None:
         """The thread of ``turn`` ended without a result delivered (e.g. cancelled with Esc):
@@ -504,7 +493,7 @@ class AssistantController(QObject):
         try:
             out = export_conversation(path, conv, data_name=name, overwrite=overwrite)
         except C2SError as exc:
-            w._failed(exc, "Cannot export the conversation")
+            w.report_error(exc, "Cannot export the conversation")
             return None
         self._status(f"Conversation written to {out}")
         return out

@@ -16,11 +16,11 @@ from ..core import audit
 from ..core.progress import CancelToken, ProgressFn, no_progress
 
 if TYPE_CHECKING:
-    from .main_window import MainWindow
+    from .context import Window
 
 
 def audited(
-    window: MainWindow,
+    window: Window,
     task: str,
     fn: Callable[..., Any],
     *,

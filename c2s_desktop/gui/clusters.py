@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QInputDialog, QMenu
 from ..core.preprocess import CLUSTER_KEY
 
 if TYPE_CHECKING:
-    from .main_window import MainWindow
+    from .context import Window
 
 NAMES_COLUMN = "cluster_names"
 
@@ -40,7 +40,7 @@ class ClusterNames(QObject):
 
     changed = Signal()
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: Window) -> None:
         super().__init__(window)
         self.window = window
         self.source = CLUSTER_KEY

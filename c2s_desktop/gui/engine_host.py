@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, QSettings, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from ..core.context_size import auto_context
 from ..core.engine.base import Engine, EngineCrashed, EngineError, EngineOptions, ModelInfo
 from ..core.errors import Cancelled
 from ..core.model_store import cached_sha256
@@ -29,7 +30,6 @@ if TYPE_CHECKING:  # the HTTP client is imported only when a server is used
 
 MODEL_SLOT = "model"
 HASH_SLOT = "model-hash"
-MAX_AUTO_CTX = 8192
 CHEAP_AUTOLOAD_BYTES = 256 << 20
 """A remembered model this small loads at start; larger ones load when a task needs them."""
 
@@ -91,7 +91,7 @@ class RunOptions:
 
     def engine_options(self, info: ModelInfo) -> EngineOptions:
         """Concrete :class:`EngineOptions` for the model ``info`` describes."""
-        ctx = self.n_ctx or min(info.n_ctx_train or 2048, MAX_AUTO_CTX)
+        ctx = auto_context(info.n_ctx_train, self.n_ctx)
         return EngineOptions(
             n_ctx=ctx, threads=self.threads or physical_cores(), n_gpu_layers=self.n_gpu_layers
         )

@@ -7,14 +7,11 @@ atomically and the input is only read. :func:`write_exports` is the Qt-free part
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
@@ -31,18 +28,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.errors import DataError, OutputError
-from ..core.export import (
-    full_column,
-    provenance,
-    write_annotated_copy,
-    write_table_csv,
-)
-from ..core.progress import CancelToken, ProgressFn, check_cancel, no_progress
-from ..core.report import render_results, write_html
-from ..core.session import Conversation, GeneratedSet
-from ..core.tasks.annotate import AnnotateResult
-from ..core.tasks.embed import EmbedResult
+from ..core.errors import OutputError
+from ..core.export_content import ExportContent, export_job, same_file
+from ..core.results import TASK_ANNOTATE, TASK_EMBED, ModelRecord
 from .audit_jobs import audited
 from .dialogs import show_error
 
@@ -57,14 +45,6 @@ LABELS = {
 
 
 # -- shared confirmations ----------------------------------------------------------------------
-def same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name the same file (the second need not exist)."""
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except OSError:
-        return False
-
-
 def refuse_input(parent: QWidget, path: Path) -> bool:
     """True (and a message) when ``path`` is the open dataset's file: it is never written."""
     dataset = getattr(parent, "dataset", None)
@@ -95,211 +75,25 @@ def confirm_overwrite(parent: QWidget, paths: Sequence[Path]) -> bool:
     return answer == QMessageBox.StandardButton.Yes
 
 
-def _model_record(window: Any, host: Any, info: Any) -> ModelRecord:
+def model_of(record: Mapping[str, str | None] | None) -> ModelRecord:
+    """The provenance of a model from the engine host's record (file hash, or the server)."""
+    if not record:
+        return ModelRecord()
+    if record.get("server"):
+        return ModelRecord.of_server(record.get("name") or "", str(record["server"]))
+    return ModelRecord(record.get("name") or "", record.get("sha256") or "")
+
+
+def _model_record(window: Any, host: Any) -> ModelRecord:
     """The model that made the results (recorded when they were made), else the loaded one."""
     made = getattr(window, "result_models", {}) or {}
-    record = made.get("annotate") or made.get("embed")
+    record = made.get(TASK_ANNOTATE) or made.get(TASK_EMBED)
     if record is None:
-        return ModelRecord(info.name if info else "", (host.sha256 or "") if host else "")
-    sha = record.get("sha256") or ""
-    if not sha and host is not None and record.get("path") and record.get("path") == str(host.path):
-        sha = host.sha256 or ""  # hashed in the background after the result was made
-    if not sha and record.get("server"):
-        sha = f"server {record['server']}"
-    return ModelRecord(record.get("name") or "", sha)
-
-
-# -- the Qt-free part --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ModelRecord:
-    """The model that produced the results (for provenance)."""
-
-    name: str = ""
-    sha256: str = ""
-
-
-@dataclass
-class ExportContent:
-    """Everything the window holds that can be exported."""
-
-    input_path: Path
-    cell_ids: np.ndarray
-    selection: np.ndarray
-    embedding_name: str = ""
-    annotate: AnnotateResult | None = None
-    embed: EmbedResult | None = None
-    conversations: list[Conversation] = field(default_factory=list)
-    generated: list[GeneratedSet] = field(default_factory=list)
-    model: ModelRecord = ModelRecord()
-
-    @property
-    def n_cells(self) -> int:
-        return len(self.cell_ids)
-
-    def describe(self) -> str:
-        """What will be exported, in one line per kind."""
-        lines = []
-        if self.annotate is not None:
-            lines.append(f"cell types for {len(self.annotate.rows):,} cells ({self.annotate.mode})")
-        if self.embed is not None:
-            lines.append(f"C2S embedding of {len(self.embed.rows):,} cells")
-        answers = sum(len(c.turns) for c in self.conversations)
-        if answers:
-            lines.append(
-                f"{answers} summaries/answers in {len(self.conversations)} conversation(s)"
-            )
-        cells = sum(len(g.sentences) for g in self.generated)
-        if cells:
-            lines.append(f"{cells} generated cells (sentences)")
-        lines.append(f"current selection: {len(self.selection):,} cells")
-        return "\n".join(lines)
-
-
-def result_columns(content: ExportContent) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Per-cell obs columns and obsm arrays covering every cell."""
-    n = content.n_cells
-    obs: dict[str, Any] = {}
-    obsm: dict[str, np.ndarray] = {}
-    r = content.annotate
-    if r is not None:
-        obs["c2s_cell_type"] = full_column(n, r.rows, r.labels, None)
-        obs["c2s_cell_type_prob"] = full_column(n, r.rows, r.probability, None)
-        if r.clusters is not None:
-            obs["c2s_cluster"] = full_column(n, r.rows, np.asarray(r.clusters).astype(str), None)
-    e = content.embed
-    if e is not None:
-        emb = np.full((n, e.embedding.shape[1]), np.nan, dtype=np.float32)
-        emb[e.rows] = e.embedding
-        lay = np.full((n, 2), np.nan, dtype=np.float32)
-        lay[e.rows] = e.layout
-        obsm["X_c2s"], obsm["X_c2s_2d"] = emb, lay
-    return obs, obsm
-
-
-def uns_records(content: ExportContent) -> dict[str, dict[str, str]]:
-    """Provenance records for ``uns['c2s']`` (input hashed once)."""
-    base = provenance(
-        content.input_path,
-        "export",
-        model_name=content.model.name,
-        model_sha256=content.model.sha256,
-    )
-    records: dict[str, dict[str, str]] = {}
-
-    def record(task: str, template_id: str, parameters: Mapping[str, Any]) -> dict[str, str]:
-        params = json.dumps(dict(parameters), default=str, sort_keys=True)
-        return {**base, "task": task, "template_id": template_id, "parameters": params}
-
-    if content.annotate is not None:
-        a = content.annotate
-        records["annotate"] = record(
-            "annotate",
-            a.template_id,
-            {"mode": a.mode, "n_genes": a.n_genes, "candidates": list(a.candidates)},
-        )
-    if content.embed is not None:
-        records["embed"] = record("embed", content.embed.template_id, {})
-    turns = [t for c in content.conversations for t in c.turns]
-    if turns:
-        rec = record("assistant", ", ".join(sorted({t.template_id for t in turns})), {})
-        rec["conversations"] = json.dumps(
-            [asdict(c) for c in content.conversations if c.turns], ensure_ascii=False
-        )
-        records["assistant"] = rec
-    if content.generated:
-        rec = record(
-            "generate",
-            "",
-            {"sets": [{"cell_type": g.cell_type, **g.parameters} for g in content.generated]},
-        )
-        rec["sentences"] = json.dumps([s for g in content.generated for s in g.sentences])
-        records["generate"] = rec
-    return records
-
-
-def csv_columns(content: ExportContent, obs: Mapping[str, Any]) -> dict[str, Sequence[Any]]:
-    """``cell_id``, selection membership and each per-cell result."""
-    selected = np.zeros(content.n_cells, dtype=np.int8)
-    selected[content.selection] = 1
-    columns: dict[str, Sequence[Any]] = {"cell_id": content.cell_ids, "selected": selected}
-    for name, values in obs.items():
-        columns[name] = np.asarray(values, dtype=object)
-    if content.embed is not None:
-        lay = np.full((content.n_cells, 2), np.nan, dtype=np.float32)
-        lay[content.embed.rows] = content.embed.layout
-        columns["c2s_x"], columns["c2s_y"] = lay[:, 0], lay[:, 1]
-    return columns
-
-
-def write_exports(
-    content: ExportContent,
-    targets: Mapping[str, Path],
-    overwrite: bool,
-    plot_embedding: np.ndarray | None = None,
-    progress: ProgressFn = no_progress,
-    cancel: CancelToken | None = None,
-    dataset: Any = None,
-) -> list[Path]:
-    """Write the chosen outputs (``targets`` keys: h5ad, csv, report); returns their paths.
-
-    With the open ``dataset``, the report also shows its labels, QC and marker dot plots."""
-    if not targets:
-        raise DataError("nothing chosen to export", hint="tick at least one output")
-    for path in targets.values():
-        if same_file(path, content.input_path):
-            raise OutputError("is the input file", path=path, hint="choose another output name")
-    progress(0.0, "export: hashing the input (provenance)")
-    records = uns_records(content)
-    obs, obsm = result_columns(content)
-    written: list[Path] = []
-    if "h5ad" in targets:
-        check_cancel(cancel)
-        progress(0.2, "export: writing the annotated copy")
-        written.append(
-            write_annotated_copy(
-                content.input_path,
-                targets["h5ad"],
-                obs=obs,
-                obsm=obsm,
-                uns=records,
-                overwrite=overwrite,
-            )
-        )
-    if "csv" in targets:
-        check_cancel(cancel)
-        progress(0.6, "export: writing the CSV")
-        written.append(
-            write_table_csv(targets["csv"], csv_columns(content, obs), overwrite=overwrite)
-        )
-    if "report" in targets:
-        check_cancel(cancel)
-        progress(0.8, "export: writing the report")
-        frame = pd.DataFrame(obs, index=pd.Index(content.cell_ids.astype(str)))
-        figures = dict(obsm)
-        if plot_embedding is not None and content.embedding_name:
-            figures = {content.embedding_name: plot_embedding, **figures}
-        html_text = render_results(
-            content.input_path.name, frame, figures, records, dataset=dataset, cancel=cancel
-        )
-        written.append(write_html(html_text, targets["report"], overwrite=overwrite))
-    progress(1.0, "export: done")
-    return written
-
-
-def _export_job(
-    content: ExportContent,
-    targets: dict[str, Path],
-    overwrite: bool,
-    dataset: Any,
-    progress: ProgressFn = no_progress,
-    cancel: CancelToken | None = None,
-) -> list[Path]:
-    xy = None
-    if content.embedding_name and "report" in targets:
-        xy = dataset.embedding(content.embedding_name)
-    return write_exports(
-        content, targets, overwrite, xy, progress=progress, cancel=cancel, dataset=dataset
-    )
+        return model_of(host.model_record() if host is not None and host.info else None)
+    path = record.get("path")
+    if not record.get("sha256") and host is not None and path and path == str(host.path):
+        record = {**record, "sha256": host.sha256}  # hashed in the background afterwards
+    return model_of(record)
 
 
 # -- the dialog --------------------------------------------------------------------------------
@@ -387,7 +181,6 @@ class ExportController(QObject):
         assistant = getattr(w, "assistant", None)
         generator = getattr(w, "generator", None)
         host = getattr(w, "engine_host", None)
-        info = host.info if host is not None else None
         names = list(ds.embedding_names())
         current = w.view.embedding_box.currentText() if hasattr(w, "view") else ""
         name = current if current in names else (names[0] if names else "")
@@ -400,7 +193,7 @@ class ExportController(QObject):
             embed=results.get("embed"),
             conversations=list(assistant.conversations.values()) if assistant else [],
             generated=list(generator.sets) if generator else [],
-            model=_model_record(w, host, info),
+            model=_model_record(w, host),
         )
 
     def open_dialog(self) -> ExportDialog | None:
@@ -438,7 +231,7 @@ class ExportController(QObject):
             audited(
                 w,
                 "export",
-                _export_job,
+                export_job,
                 params={"content": sorted(targets)},
                 outputs=list(targets.values()),
                 uses_model=False,
@@ -448,7 +241,7 @@ class ExportController(QObject):
             bool(existing),
             w.dataset,
             on_success=self._done,
-            on_failure=lambda exc: w._failed(exc, "Export failed"),
+            on_failure=lambda exc: w.report_error(exc, "Export failed"),
         )
         return True
 

@@ -4,117 +4,31 @@ real cells of that type in the open dataset (which is also the inverse-transform
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import scipy.sparse as sp
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QScrollArea
 
 from ..core.dataset import Dataset
-from ..core.engine.base import Engine
 from ..core.errors import C2SError, Cancelled, DataError
-from ..core.export import provenance, write_new_h5ad
-from ..core.inverse import log10_normalize
-from ..core.progress import CancelToken, ProgressFn, check_cancel, no_progress
-from ..core.sentences import to_word_matrix
+from ..core.generate_compare import (
+    TYPE_COLUMN_HINTS,
+    Comparison,
+    generate_job,
+    real_rows,
+    save_job,
+)
 from ..core.session import GeneratedSet
-from ..core.tasks.generate import GenerateOptions, GenerateResult, generate_cells
+from ..core.tasks.generate import GenerateOptions, GenerateResult
 from .assistant import no_model
 from .audit_jobs import audited, job_params
+from .engine_host import MODEL_SLOT
 from .export_dialog import confirm_overwrite, refuse_input
 from .panels.generate import GeneratePanel
 
-MODEL_SLOT = "model"
 SAVE_SLOT = "generate-save"
-N_COMPARE = 20
-TYPE_COLUMN_HINTS = ("cell_type", "celltype", "cell type", "annotation", "label", "louvain")
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Mean expression per gene (log10 scale of the inverse transform): generated vs real."""
-
-    genes: list[str]
-    generated: np.ndarray
-    real: np.ndarray | None
-    n_real: int
-
-
-def real_rows(dataset: Dataset, column: str, cell_type: str) -> np.ndarray:
-    """Rows of the dataset whose ``column`` equals ``cell_type`` (as text)."""
-    if not column or column not in dataset.obs.columns:
-        return np.zeros(0, dtype=np.int64)
-    values = dataset.obs[column].astype(str).to_numpy()
-    return np.flatnonzero(values == cell_type)
-
-
-def compare_with_real(
-    dataset: Dataset,
-    result: GenerateResult,
-    rows: np.ndarray,
-    n_genes: int = N_COMPARE,
-    cancel: CancelToken | None = None,
-) -> Comparison:
-    """The ``n_genes`` genes highest on average in the generated cells, with the mean of the real
-    cells ``rows`` on the same scale (log10 of normalised values, as the inverse fit uses)."""
-    X = result.adata.X
-    gen_mean = np.asarray(X.mean(axis=0)).ravel()
-    order = [int(i) for i in np.argsort(-gen_mean, kind="stable")[:n_genes] if gen_mean[i] > 0]
-    genes = [str(result.adata.var_names[i]) for i in order]
-    real = None
-    if len(rows):
-        blocks = []
-        for _, chunk in dataset.matrix.iter_rows(4096, np.sort(rows)):
-            check_cancel(cancel)
-            blocks.append(chunk)
-        words = to_word_matrix(sp.vstack(blocks, format="csr"), dataset.vocabulary)
-        values = log10_normalize(
-            words,
-            dataset.source.kind,
-            None,
-            dataset._uns.get("log1p_base"),  # noqa: SLF001
-        )
-        real = np.asarray(values.mean(axis=0)).ravel()[order]
-    return Comparison(genes, gen_mean[order], real, len(rows))
-
-
-def generate_job(
-    dataset: Dataset,
-    engine: Engine,
-    options: GenerateOptions,
-    rows: np.ndarray,
-    progress: ProgressFn = no_progress,
-    cancel: CancelToken | None = None,
-) -> tuple[GenerateResult, Comparison]:
-    """Generate, then compare with the real cells ``rows`` (background job)."""
-    result = generate_cells(dataset, engine, options, progress=progress, cancel=cancel)
-    return result, compare_with_real(dataset, result, rows, cancel=cancel)
-
-
-def save_job(
-    result: GenerateResult,
-    reference: Path,
-    options: GenerateOptions,
-    model: tuple[str, str],
-    path: Path,
-    overwrite: bool,
-) -> Path:
-    """Write the generated cells with their provenance (reference hashed here; atomic)."""
-    record = provenance(
-        reference,
-        "generate",
-        model_name=model[0],
-        model_sha256=model[1],
-        template_id=result.template_id,
-        parameters=dataclasses.asdict(options),
-    )
-    adata = result.adata.copy()
-    adata.uns["c2s"] = {"generate": record}
-    return write_new_h5ad(adata, path, overwrite=overwrite)
 
 
 class GenerateController(QObject):
@@ -162,10 +76,8 @@ class GenerateController(QObject):
         p.cancel_requested.connect(self.cancel)
         p.save_requested.connect(self.choose_save)
         p.column_changed.connect(self._fill_types)
-        self._watch = QTimer(self)
-        self._watch.setInterval(300)
-        self._watch.timeout.connect(self._follow_dataset)
-        self._watch.start()
+        window.dataset_loaded.connect(self._follow_dataset)
+        window.dataset_closing.connect(self._follow_dataset)
 
     def show(self) -> None:
         self.dock.show()
@@ -216,7 +128,8 @@ class GenerateController(QObject):
             return
         options = self.panel.options(w.dataset.organism)
         if not options.cell_type:
-            w._failed(DataError("no cell type given", hint="pick or type a cell type"), "Generate")
+            no_type = DataError("no cell type given", hint="pick or type a cell type")
+            w.report_error(no_type, "Generate")
             return
         host = w.engine_host
         if w.runner.is_busy(MODEL_SLOT) and host.loading is None:
@@ -295,7 +208,7 @@ class GenerateController(QObject):
             self.window.status.setText("Generation cancelled")
             return
         if not self.window.engine_host.handle_failure(exc):
-            self.window._failed(exc, "Generate failed")
+            self.window.report_error(exc, "Generate failed")
 
     # -- saving --------------------------------------------------------------------------------
     def default_path(self) -> Path:
@@ -349,7 +262,7 @@ class GenerateController(QObject):
             path,
             overwrite,
             on_success=self._saved,
-            on_failure=lambda exc: w._failed(exc, "Cannot save the generated cells"),
+            on_failure=lambda exc: w.report_error(exc, "Cannot save the generated cells"),
         )
         return True
 

@@ -33,6 +33,7 @@ from ..core.errors import C2SError, Cancelled
 from ..core.markers import top_genes
 from ..core.model_store import demo_model_path
 from ..core.progress import CancelToken, ProgressFn, no_progress
+from ..core.results import EMBEDDING, LAYOUT, TASK_EMBED, embed_obsm
 from ..core.selection import (
     MODE_REPLACE,
     SelectionModel,
@@ -54,7 +55,7 @@ from .panels.selection import SelectionPanel
 from .plot import TOOL_LASSO, TOOL_PAN, TOOL_RECT, EmbeddingView
 
 MAX_RECENT = 10
-C2S_EMBEDDING = "X_c2s"
+C2S_EMBEDDING = EMBEDDING
 
 
 def preferred_embedding(names: list[str]) -> str:
@@ -90,6 +91,10 @@ class MainWindow(QMainWindow):
     """A newly opened file is about to replace the current dataset (save its work now)."""
     dataset_loaded = Signal()
     """A dataset was opened and shown."""
+    selection_changed = Signal()
+    """The current or a named selection changed (also when a new dataset's model replaced it)."""
+    results_changed = Signal(str)
+    """A model task's result was kept (its task name)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -98,7 +103,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.settings = QSettings()
         self.dataset: Dataset | None = None
-        self.selection = SelectionModel(0)
+        self._reset_selection(0)
         self.embeddings: dict[str, np.ndarray] = {}
         self.last_error: QMessageBox | None = None
         self.results: dict[str, object] = {}
@@ -149,6 +154,13 @@ class MainWindow(QMainWindow):
         self.clusters = ClusterNames(self)
         self.preparer = PrepareController(self)
         self.marker_view = MarkersController(self)
+        self.session.follow(
+            self.selection_changed,
+            self.results_changed,
+            self.assistant.changed,
+            self.generator.changed,
+            self.clusters.changed,
+        )
         self._restore_settings()  # after every dock exists, so the saved layout covers them
 
     # -- construction --------------------------------------------------------------------------
@@ -327,7 +339,7 @@ class MainWindow(QMainWindow):
             _load,
             path,
             on_success=self._loaded,
-            on_failure=lambda exc: self._failed(exc, "Cannot open file", path),
+            on_failure=lambda exc: self.report_error(exc, "Cannot open file", path),
             discard=_close,
         )
 
@@ -343,7 +355,7 @@ class MainWindow(QMainWindow):
         self.embeddings = {}
         self.results.clear()
         self.result_models.clear()
-        self.selection = SelectionModel(ds.n_cells)
+        self._reset_selection(ds.n_cells)
         self.data_panel.show_dataset(ds, info)
         categories = list(info.obs_columns)
         self.selection_panel.set_obs(ds.obs, categories)
@@ -364,6 +376,18 @@ class MainWindow(QMainWindow):
         self._remember(info.path)
         self._load_session()
         self.dataset_loaded.emit()
+
+    def _reset_selection(self, n_cells: int) -> None:
+        """A new, empty selection model for ``n_cells`` cells; its changes become signals."""
+        self.selection = SelectionModel(n_cells)
+        self.selection.subscribe(self.selection_changed.emit)
+        self.selection_changed.emit()
+
+    def set_result(self, task: str, result: object) -> None:
+        """Keep a model task's result with the loaded model's record; emits ``results_changed``."""
+        self.results[task] = result
+        self.result_models[task] = self.engine_host.model_record()
+        self.results_changed.emit(task)
 
     def _remember(self, path: str) -> None:
         recent = [path] + [p for p in self.recent_files() if p != path]
@@ -390,7 +414,7 @@ class MainWindow(QMainWindow):
             symbols,
             organism,
             on_success=self._reselected,
-            on_failure=lambda exc: self._failed(exc, "Cannot use these choices"),
+            on_failure=lambda exc: self.report_error(exc, "Cannot use these choices"),
         )
 
     def _reselected(self, info: DatasetInfo) -> None:
@@ -408,7 +432,7 @@ class MainWindow(QMainWindow):
             xy = self.embeddings.get(name)
             self.view.set_embedding(self.dataset.embedding(name) if xy is None else xy)
         except C2SError as exc:
-            self._failed(exc, "Cannot show the embedding")
+            self.report_error(exc, "Cannot show the embedding")
 
     def compute_pca(self) -> None:
         if self.dataset is not None:
@@ -417,7 +441,7 @@ class MainWindow(QMainWindow):
                 compute_pca,
                 self.dataset,
                 on_success=self._pca_done,
-                on_failure=lambda exc: self._failed(exc, "PCA failed"),
+                on_failure=lambda exc: self.report_error(exc, "PCA failed"),
             )
 
     def _pca_done(self, scores: np.ndarray) -> None:
@@ -433,7 +457,7 @@ class MainWindow(QMainWindow):
                 self.dataset,
                 gene,
                 on_success=lambda values: self.view.colour_by_gene(gene, values),
-                on_failure=lambda exc: self._failed(exc, "Cannot colour by gene"),
+                on_failure=lambda exc: self.report_error(exc, "Cannot colour by gene"),
             )
 
     # -- selection -----------------------------------------------------------------------------
@@ -457,7 +481,7 @@ class MainWindow(QMainWindow):
                 self.dataset,
                 rows,
                 on_success=self.selection_panel.show_markers,
-                on_failure=lambda exc: self._failed(exc, "Top genes failed"),
+                on_failure=lambda exc: self.report_error(exc, "Top genes failed"),
             )
         else:
             self.selection_panel.show_markers([], "every cell is selected: nothing to compare")
@@ -474,7 +498,7 @@ class MainWindow(QMainWindow):
             rows,
             n_genes,
             on_success=lambda sentences: self.selection_panel.show_sentences(ids, sentences),
-            on_failure=lambda exc: self._failed(exc, "Cell sentences failed"),
+            on_failure=lambda exc: self.report_error(exc, "Cell sentences failed"),
         )
 
     def select_all(self) -> None:
@@ -488,7 +512,7 @@ class MainWindow(QMainWindow):
         try:
             sel = self.selection.save(name)
         except C2SError as exc:
-            self._failed(exc, "Cannot save the selection")
+            self.report_error(exc, "Cannot save the selection")
             return
         self.selection_panel.name_edit.clear()
         self._store_session()
@@ -510,7 +534,7 @@ class MainWindow(QMainWindow):
         try:
             save_selections(session_file(self.dataset.path), self.dataset.path, self.selection)
         except C2SError as exc:
-            self._failed(exc, "Cannot save the session")
+            self.report_error(exc, "Cannot save the session")
 
     def _load_session(self) -> None:
         assert self.dataset is not None
@@ -545,7 +569,7 @@ class MainWindow(QMainWindow):
                 path, ds.cell_ids, self.selection.current, ds.obs, list(ds.categorical_obs())
             )
         except C2SError as exc:
-            self._failed(exc, "Cannot export")
+            self.report_error(exc, "Cannot export")
             return None
         self.status.setText(f"Exported {len(self.selection.current):,} cells to {out}")
         return out
@@ -621,17 +645,17 @@ class MainWindow(QMainWindow):
             audited(self, "embed", run, params={"cells": n}),
             ds,
             EmbedOptions(rows=rows),
-            on_success=lambda result: self._embedded(result) if self.dataset is ds else None,
+            on_success=lambda result: (
+                self.show_embedding_result(result) if self.dataset is ds else None
+            ),
             on_failure=lambda exc: self._model_failed(exc, "Embedding failed"),
         )
 
-    def _embedded(self, result: EmbedResult) -> None:
+    def show_embedding_result(self, result: EmbedResult) -> None:
         if self.dataset is None:
             return
-        xy = np.full((self.dataset.n_cells, 2), np.nan, dtype=np.float32)
-        xy[result.rows] = result.layout
-        self.results["embed"] = result
-        self.result_models["embed"] = self.engine_host.model_record()
+        xy = embed_obsm(result, self.dataset.n_cells)[LAYOUT]
+        self.set_result(TASK_EMBED, result)
         self.embeddings[C2S_EMBEDDING] = xy
         self.view.add_embedding(C2S_EMBEDDING)
         self.show_embedding(C2S_EMBEDDING)
@@ -644,7 +668,7 @@ class MainWindow(QMainWindow):
 
     def _model_failed(self, exc: BaseException, title: str) -> None:
         if not self.engine_host.handle_failure(exc):
-            self._failed(exc, title)
+            self.report_error(exc, title)
 
     def connect_server(self) -> bool:
         """Ask for an OpenAI-compatible server and use its model instead of a local one."""
@@ -704,7 +728,8 @@ class MainWindow(QMainWindow):
         if not busy:
             self.job_label.setText("")
 
-    def _failed(self, exc: BaseException, title: str, path: Path | None = None) -> None:
+    def report_error(self, exc: BaseException, title: str, path: Path | None = None) -> None:
+        """Show ``exc`` to the user (a dialog), or "Cancelled" in the status bar."""
         if isinstance(exc, Cancelled):
             self.status.setText("Cancelled")
             return

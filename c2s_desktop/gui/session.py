@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal, SignalInstance
 from PySide6.QtWidgets import QApplication
 
 from ..core.errors import C2SError
@@ -20,11 +20,11 @@ from ..core.selection import Selection, session_file
 from ..core.session import SessionState, load_session, save_session, set_aside
 
 DELAY_MS = 3000
-WATCH_MS = 500
 
 
 class SessionController(QObject):
-    """Watches the window's state; saves it (debounced, atomic) and restores it per dataset."""
+    """Follows the window's change signals; saves its state (debounced, atomic) and restores it
+    per dataset. Nothing polls: every change arrives as a signal (see :meth:`follow`)."""
 
     restored = Signal(str)
     """A session was restored (the status text)."""
@@ -45,10 +45,6 @@ class SessionController(QObject):
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(delay_ms)
         self._debounce.timeout.connect(self.save_now)
-        self._watch = QTimer(self)
-        self._watch.setInterval(WATCH_MS)
-        self._watch.timeout.connect(self.check)
-        self._watch.start()
         window.runner.idle.connect(self.check)
         window.dataset_closing.connect(self.save_now)
         window.dataset_loaded.connect(self.check)
@@ -56,6 +52,21 @@ class SessionController(QObject):
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.save_now)
+
+    def follow(self, *signals: SignalInstance) -> None:
+        """Schedule a save whenever one of ``signals`` reports a change of the open dataset's
+        work (a newly opened dataset is restored on ``dataset_loaded``, once it is shown)."""
+        for signal in signals:
+            signal.connect(self.changed)
+
+    def changed(self, *_: object) -> None:
+        w = self.window
+        if w.dataset is None or w.dataset is not self._dataset:
+            return
+        now = self.fingerprint()
+        if now != self._fingerprint:
+            self._fingerprint = now
+            self._debounce.start()
 
     @property
     def delay_ms(self) -> int:
@@ -120,12 +131,7 @@ class SessionController(QObject):
             self._fingerprint = self._saved_fingerprint = self.fingerprint()
             self._saved_arrays = self._arrays_fingerprint()
             return
-        if w.dataset is None:
-            return
-        now = self.fingerprint()
-        if now != self._fingerprint:
-            self._fingerprint = now
-            self._debounce.start()
+        self.changed()
 
     def save_now(self) -> Path | None:
         """Write the session if it changed since the last write (atomic); None if not written."""
@@ -221,6 +227,7 @@ class SessionController(QObject):
         w = self.window
         for name, rows in state.selections.items():
             w.selection.saved.setdefault(name, Selection(name, rows))
+        w.selection.changed()
         panel = getattr(w, "selection_panel", None)
         if panel is not None:
             panel.set_saved(list(w.selection.saved))
@@ -252,7 +259,7 @@ class SessionController(QObject):
         annotate = getattr(w, "annotate", None)
         hook = {
             "annotate": getattr(annotate, "apply", None),
-            "embed": getattr(w, "_embedded", None),
+            "embed": getattr(w, "show_embedding_result", None),
         }.get(key)
         if callable(hook):
             try:

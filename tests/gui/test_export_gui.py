@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import anndata as ad
 import numpy as np
+import pytest
 from PySide6.QtWidgets import QMessageBox
 
 from c2s_desktop.core.session import KIND_SUMMARY, Conversation, GeneratedSet, Turn, rows_key
@@ -111,3 +114,65 @@ def test_export_action_in_file_menu(loaded):
     action.trigger()
     assert loaded.exporter.dialog is not None and loaded.exporter.dialog.isVisible()
     loaded.exporter.dialog.reject()
+
+
+@pytest.mark.slow
+def test_annotation_record_is_the_same_from_the_cli_and_the_window(
+    qtbot, with_model, tmp_path, capsys
+):
+    """One task, one set of options: the window's export and ``c2s annotate`` write the same
+    fields and the same ``uns['c2s']['annotate']`` record (its time aside)."""
+    from c2s_desktop.core.model_store import demo_model_path
+    from c2s_desktop.core.results import CELL_TYPE, CELL_TYPE_PROB, UNS_KEY
+    from c2s_desktop.core.tasks.annotate import MODE_PER_CELL
+    from c2s_desktop.gui.panels.annotate import CANDIDATES_TYPED
+
+    from ..test_cli import run
+
+    w = with_model
+    ds = w.dataset
+    rows = np.arange(0, 40, 4)
+    labels = ["CD14+ Monocyte", "CD19+ B", "CD56+ NK"]
+    w.set_selection(rows)
+    panel = w.annotate_panel
+    panel.scope_selection.setChecked(True)
+    panel.mode_box.setCurrentText(MODE_PER_CELL)
+    panel.candidates_box.setCurrentText(CANDIDATES_TYPED)
+    panel.candidates_edit.setPlainText("\n".join(labels))
+    w.annotate.run()
+    qtbot.waitUntil(lambda: "annotate" in w.results, timeout=60_000)
+    qtbot.waitUntil(lambda: not w.runner.is_busy() and bool(w.engine_host.sha256), timeout=60_000)
+    assert w.exporter.export({"h5ad": tmp_path / "window.h5ad"})
+    qtbot.waitUntil(lambda: len(w.exporter.written) == 1, timeout=30_000)
+    assert w.last_error is None
+
+    cells, candidates = tmp_path / "cells.txt", tmp_path / "labels.txt"
+    cells.write_text("\n".join(map(str, ds.cell_ids[rows])) + "\n")
+    candidates.write_text("\n".join(labels) + "\n")
+    code, _, err = run(
+        capsys,
+        "annotate",
+        ds.path,
+        "--model",
+        demo_model_path(),
+        "-o",
+        tmp_path / "cli.h5ad",
+        "--candidates",
+        candidates,
+        "--cells",
+        cells,
+        "--mode",
+        MODE_PER_CELL,
+        "--cluster-key",
+        panel.cluster_key(),
+    )
+    assert code == 0, err
+    window, cli = (ad.read_h5ad(tmp_path / f"{n}.h5ad") for n in ("window", "cli"))
+    records = [dict(a.uns[UNS_KEY]["annotate"]) for a in (window, cli)]
+    assert all(r.pop("time") for r in records)
+    assert list(records[0].items()) == list(records[1].items())
+    assert json.loads(records[1]["parameters"])["candidates"] == labels
+    assert records[1]["model_sha256"] == sha256(demo_model_path())
+    for a in (window, cli):
+        assert a.obs[CELL_TYPE].notna().sum() == len(rows)
+        assert np.isnan(a.obs[CELL_TYPE_PROB].to_numpy()).sum() == ds.n_cells - len(rows)

@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...core.export import full_column
+from ...core.results import CELL_TYPE, CELL_TYPE_PROB, TASK_ANNOTATE, annotate_obs
 from ...core.tasks.annotate import (
     CLUSTERS_KMEANS,
     MODE_AUTO,
@@ -52,10 +52,10 @@ from ..audit_jobs import audited, job_params
 from ..engine_host import MODEL_SLOT
 
 if TYPE_CHECKING:
-    from ..main_window import MainWindow
+    from ..context import Window
 
-LABEL_COLUMN = "c2s_cell_type"
-PROB_COLUMN = "c2s_cell_type_prob"
+LABEL_COLUMN = CELL_TYPE
+PROB_COLUMN = CELL_TYPE_PROB
 CANDIDATES_OBS = "obs column"
 CANDIDATES_TYPED = "typed list"
 CANDIDATES_MODEL = "let the model propose"
@@ -280,7 +280,7 @@ class AnnotateController(QObject):
 
     finished = Signal(object)  # AnnotateResult
 
-    def __init__(self, window: MainWindow, panel: AnnotatePanel) -> None:
+    def __init__(self, window: Window, panel: AnnotatePanel) -> None:
         super().__init__(window)
         self.window_, self.panel = window, panel
         self.settings: QSettings = window.settings
@@ -477,7 +477,7 @@ class AnnotateController(QObject):
         self.panel.set_running(False)
         self.panel.progress_label.setText("")
         if not self.window_.engine_host.handle_failure(exc):
-            self.window_._failed(exc, "Annotation failed")
+            self.window_.report_error(exc, "Annotation failed")
 
     # -- results -------------------------------------------------------------------------------
     def apply(self, result: AnnotateResult) -> None:
@@ -486,10 +486,9 @@ class AnnotateController(QObject):
         ds = w.dataset
         if ds is None:
             return
-        ds.obs[LABEL_COLUMN] = full_column(ds.n_cells, result.rows, result.labels, None)
-        ds.obs[PROB_COLUMN] = full_column(ds.n_cells, result.rows, result.probability, None)
-        w.results["annotate"] = result
-        w.result_models["annotate"] = w.engine_host.model_record()
+        columns = annotate_obs(result, ds.n_cells)
+        ds.obs[LABEL_COLUMN], ds.obs[PROB_COLUMN] = columns[LABEL_COLUMN], columns[PROB_COLUMN]
+        w.set_result(TASK_ANNOTATE, result)
         w.add_obs_category(LABEL_COLUMN)
         self.panel.show_result(result)
         w.status.setText(

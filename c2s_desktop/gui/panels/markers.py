@@ -38,7 +38,7 @@ from ..clusters import NAMES_COLUMN
 from .prepare import data_menu
 
 if TYPE_CHECKING:
-    from ..main_window import MainWindow
+    from ..context import Window
 
 DE_SLOT = "de"
 SHORTCUT = "Ctrl+Shift+M"
@@ -285,7 +285,7 @@ class MarkersPanel(QWidget):
 class MarkersController(QObject):
     """The Markers dock: computes cluster / selection markers and reacts to the table."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: Window) -> None:
         super().__init__(window)
         self.window = window
         self.panel = MarkersPanel()
@@ -357,7 +357,7 @@ class MarkersController(QObject):
             ds,
             groupby,
             on_success=lambda result: self._clusters_done(ds, groupby, result),
-            on_failure=lambda exc: w._failed(exc, "Marker genes failed"),
+            on_failure=lambda exc: w.report_error(exc, "Marker genes failed"),
         )
         return True
 
@@ -391,7 +391,7 @@ class MarkersController(QObject):
             ds,
             rows,
             on_success=lambda table: self._selection_done(ds, len(rows), table),
-            on_failure=lambda exc: w._failed(exc, "Marker genes failed"),
+            on_failure=lambda exc: w.report_error(exc, "Marker genes failed"),
         )
         return True
 

@@ -57,7 +57,7 @@ from ..engine_host import (
 )
 
 if TYPE_CHECKING:
-    from ..main_window import MainWindow
+    from ..context import Window
 
 STORE_SLOT = "model-store"
 LIST_SLOT = "model-list"
@@ -105,7 +105,7 @@ class ModelManager(QDialog):
 
     models_listed = Signal()
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: Window) -> None:
         super().__init__(window)
         self.window_ = window
         self.host = window.engine_host
@@ -493,7 +493,7 @@ class ModelManager(QDialog):
 class ModelPicker(QToolButton):
     """Toolbar button: ``Model: NAME QUANT ● loaded, CPU n thr · 45 MB``; menu of local models."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: Window) -> None:
         super().__init__(window)
         self.window_ = window
         self.host = window.engine_host

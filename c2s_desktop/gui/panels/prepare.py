@@ -54,7 +54,7 @@ from ...core.progress import CancelToken, ProgressFn, check_cancel
 from ...core.selection import session_dir
 
 if TYPE_CHECKING:
-    from ..main_window import MainWindow
+    from ..context import Window
 
 QC_SLOT = "qc"
 PREPARE_SLOT = "prepare"
@@ -109,7 +109,7 @@ def has_counts(dataset: Dataset) -> bool:
     return any(s.kind == KIND_COUNTS for s in dataset.sources.values())
 
 
-def data_menu(window: MainWindow) -> QMenu:
+def data_menu(window: Window) -> QMenu:
     """The window's Data menu (created before Selection on first use)."""
     menu = window.menus.get("data")
     if menu is None:
@@ -434,7 +434,7 @@ class PrepareController(QObject):
     prepared = Signal(object)
     """The pipeline finished (its PreprocessSummary); the output is being opened."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: Window) -> None:
         super().__init__(window)
         self.window = window
         self.settings = window.settings
@@ -592,7 +592,7 @@ class PrepareController(QObject):
         if self.dialog is not None:
             self.dialog.remain.setText("QC metrics could not be computed")
             self.dialog.run_button.setEnabled(False)
-        self.window._failed(exc, "Cannot prepare this dataset")
+        self.window.report_error(exc, "Cannot prepare this dataset")
 
     # -- running ---------------------------------------------------------------------------
     def run(self, options: PreprocessOptions | None = None) -> bool:
@@ -608,7 +608,7 @@ class PrepareController(QObject):
             return False
         qc = self._qc if self._qc_for is ds else None
         if qc is not None and not np.any(passing_cells(qc, options)):
-            w._failed(
+            w.report_error(
                 DataError(
                     "these thresholds remove every cell",
                     path=ds.path,
@@ -642,7 +642,7 @@ class PrepareController(QObject):
             self.dialog._thresholds_changed()
 
     def _failed(self, exc: BaseException) -> None:
-        self.window._failed(exc, "Preparation failed")
+        self.window.report_error(exc, "Preparation failed")
 
     def _done(self, input_path: Path, summary: PreprocessSummary) -> None:
         self.summary = summary
