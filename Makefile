@@ -58,6 +58,7 @@ fuzz: $(VENV)/.dev-installed
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python tools/import_graph.py
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/sentences.py
