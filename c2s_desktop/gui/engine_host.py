@@ -72,11 +72,12 @@ def process_rss(pid: int | None) -> int | None:
 
 
 def gpu_offload_supported() -> bool:
-    """Whether the bundled llama.cpp was built with a GPU backend."""
+    """Whether llama.cpp reports a GPU backend here (its own device report, after the backend
+    modules for this machine are loaded)."""
     try:
-        import llama_cpp
+        from ..core.engine.backend import backend_info
 
-        return bool(llama_cpp.llama_supports_gpu_offload())
+        return backend_info().gpu_offload
     except Exception:  # noqa: BLE001 - no usable llama_cpp means no offload
         return False
 
@@ -249,7 +250,8 @@ class EngineHost(QObject):
         threads = getattr(opts, "threads", None) or self._options.threads or physical_cores()
         gpu = getattr(opts, "n_gpu_layers", 0)
         where = f"GPU {'all' if gpu < 0 else gpu} layers + CPU" if gpu else "CPU"
-        return f"Model: {name} ● loaded, {where} {threads} thr"
+        note = getattr(self._engine, "load_note", "")  # fewer layers fitted in GPU memory
+        return f"Model: {name} ● loaded, {where} {threads} thr" + (f" ⚠ {note}" if note else "")
 
     # -- loading -------------------------------------------------------------------------------
     def set_options(self, options: RunOptions) -> None:
@@ -454,5 +456,8 @@ class EngineHost(QObject):
         return RunOptions(
             threads=number("model/threads"),
             n_ctx=number("model/n_ctx"),
-            n_gpu_layers=number("model/n_gpu_layers"),
+            # Every layer on the GPU by default when llama.cpp reports one.
+            n_gpu_layers=number("model/n_gpu_layers")
+            if self._settings.contains("model/n_gpu_layers")
+            else (-1 if gpu_offload_supported() else 0),
         )
