@@ -27,6 +27,7 @@ from c2s_desktop.core.engine.base import EngineError, EngineOptions, GeneratePar
 from c2s_desktop.core.engine.local import LocalEngine
 from c2s_desktop.core.engine.remote import (
     SCORE_EXACT,
+    SCORE_LABEL_LOGPROBS,
     SCORE_PROMPT_LOGPROBS,
     RemoteEngine,
     ServerOptions,
@@ -90,7 +91,7 @@ def test_scores_equal_fp32_and_f16_within_its_rounding(pair, gguf, prompt):
     arch, remote, local = pair
     text, continuations = prompt
     got = remote.score(text, continuations)
-    assert remote.score_method == SCORE_PROMPT_LOGPROBS and remote.score_warning == ""
+    assert remote.score_method == SCORE_LABEL_LOGPROBS and remote.score_warning == ""
     want = local.score(text, continuations)
     assert [s.n_tokens for s in got] == [s.n_tokens for s in want]
     vllm = np.array([s.logprob for s in got])
@@ -104,12 +105,28 @@ def test_scores_equal_fp32_and_f16_within_its_rounding(pair, gguf, prompt):
     assert np.all(np.abs(vllm - f16) <= rounding + bound), (vllm - f16, rounding + bound)
 
 
+@pytest.mark.parametrize("arch", ["gptneox", "gemma2"])
+def test_prompt_logprobs_agree_with_label_token_logprobs(servers, prompt, arch):
+    # the prompt's whole log-probabilities (no prefix cache) vs each label token's after the
+    # cached prompt: the same numbers
+    text, continuations = prompt
+    with (
+        remote_for(servers[arch], scoring=SCORE_PROMPT_LOGPROBS) as whole,
+        remote_for(servers[arch]) as by_token,
+    ):
+        a = whole.score(text, continuations)
+        b = by_token.score(text, continuations)
+        assert by_token.score_method == SCORE_LABEL_LOGPROBS
+    assert [s.n_tokens for s in a] == [s.n_tokens for s in b]
+    np.testing.assert_allclose([s.logprob for s in a], [s.logprob for s in b], atol=1e-4)
+
+
 def test_echo_scores_agree_with_prompt_logprobs(servers, prompt):
     # vLLM returns echoed prompt log-probabilities too: the method other servers use
     text, continuations = prompt
     with (
         remote_for(servers["gptneox"], scoring=SCORE_EXACT) as echo,
-        remote_for(servers["gptneox"]) as exact,
+        remote_for(servers["gptneox"], scoring=SCORE_PROMPT_LOGPROBS) as exact,
     ):
         a = [s.logprob for s in echo.score(text, continuations)]
         b = [s.logprob for s in exact.score(text, continuations)]

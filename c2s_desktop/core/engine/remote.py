@@ -54,8 +54,16 @@ DEFAULT_CTX = 2048
 SCORE_AUTO = "auto"
 SCORE_EXACT = "logprobs"
 SCORE_PROMPT_LOGPROBS = "prompt_logprobs"
+SCORE_LABEL_LOGPROBS = "label_logprobs"
 SCORE_APPROXIMATE = "generate"
-SCORE_METHODS = (SCORE_AUTO, SCORE_PROMPT_LOGPROBS, SCORE_EXACT, SCORE_APPROXIMATE)
+SCORE_METHODS = (
+    SCORE_AUTO,
+    SCORE_LABEL_LOGPROBS,
+    SCORE_PROMPT_LOGPROBS,
+    SCORE_EXACT,
+    SCORE_APPROXIMATE,
+)
+_MAX_LABEL_TOKEN_IDS = 128  # vLLM's limit on logprob_token_ids per request
 _RETRY_STATUS = frozenset({429, 502, 503, 504})
 _MAX_BACKOFF_S = 8.0
 _PROBE_TOLERANCE = 1e-3  # nats: prompt log-probabilities vs the generated token's
@@ -534,6 +542,9 @@ class RemoteEngine:
         if self._method == SCORE_PROMPT_LOGPROBS:
             check_cancel(cancel)
             return self._score_prompt_logprobs(prefix, continuations)
+        if self._method == SCORE_LABEL_LOGPROBS:
+            check_cancel(cancel)
+            return self._score_label_logprobs(prefix, continuations, cancel)
         scores = []
         for text in continuations:
             check_cancel(cancel)
@@ -748,6 +759,76 @@ class RemoteEngine:
             return []
         return rows
 
+    def _next_token_logprobs(
+        self, contexts: Sequence[Sequence[int]], token_ids: Sequence[int], required: bool = True
+    ) -> list[dict[int, float]]:
+        """Log-probabilities of ``token_ids`` as the next token after each context (token ids),
+        from one generated token per context with vLLM's ``logprob_token_ids``."""
+        body = {
+            "model": self._model,
+            "prompt": [list(c) for c in contexts],
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "logprobs": 1,
+            "logprob_token_ids": sorted(set(token_ids)),
+            "return_tokens_as_token_ids": True,
+        }
+        try:
+            answer = self._http.post("/v1/completions", body)
+            choices = sorted(answer["choices"], key=lambda c: int(c.get("index", 0)))
+            out = []
+            for choice in choices:
+                top = choice["logprobs"]["top_logprobs"][0]
+                out.append({int(k.split(":", 1)[1]): float(v) for k, v in top.items()})
+        except EngineError:
+            if required:
+                raise
+            return []
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            out = []
+        if len(out) != len(contexts) or any(t not in row for row in out for t in token_ids):
+            if required:
+                raise EngineError(
+                    f"the server at {self.url} returned no log-probabilities for the labels",
+                    hint="use vLLM 0.32 or later, or scoring 'prompt_logprobs' (see SERVER.md)",
+                )
+            return []
+        return out
+
+    def _score_label_logprobs(
+        self, prefix: str, continuations: Sequence[str], cancel: CancelToken | None
+    ) -> list[Score]:
+        """Each continuation's log-likelihood token by token: one generated token after each
+        distinct context (the prompt, then the prompt and a label's first tokens), with the
+        label tokens' log-probabilities asked for. The prompt goes alone first so that the
+        rest reuse its KV blocks from the server's prefix cache."""
+        prefix_ids = self.tokenize(prefix)
+        wanted: dict[tuple[int, ...], set[int]] = {}
+        steps: list[list[tuple[tuple[int, ...], int]]] = []
+        for text in continuations:
+            full = self.tokenize(prefix + text) if text else prefix_ids
+            split = _common_prefix(full, prefix_ids)
+            if text and split == 0:
+                raise EngineError("the continuation changes the prompt's first token")
+            cell = [(tuple(full[:j]), full[j]) for j in range(split, len(full))]
+            for context, token in cell:
+                wanted.setdefault(context, set()).add(token)
+            steps.append(cell)
+        contexts = sorted(wanted, key=len)
+        found: dict[tuple[int, ...], dict[int, float]] = {}
+        batches = [contexts[:1], contexts[1:]]
+        for batch in (b for b in batches if b):
+            check_cancel(cancel)
+            ids = sorted({t for c in batch for t in wanted[c]})
+            for start in range(0, len(ids), _MAX_LABEL_TOKEN_IDS):
+                chunk = ids[start : start + _MAX_LABEL_TOKEN_IDS]
+                asked = [c for c in batch if wanted[c] & set(chunk)]
+                for context, row in zip(
+                    asked, self._next_token_logprobs(asked, chunk), strict=True
+                ):
+                    found.setdefault(context, {}).update(row)
+        return [Score(float(sum(found[c][t] for c, t in cell)), len(cell)) for cell in steps]
+
     def _score_prompt_logprobs(self, prefix: str, continuations: Sequence[str]) -> list[Score]:
         """Each continuation's log-likelihood from one request of ``prefix + continuation``
         prompts, split from the prefix by tokens as the local engine does."""
@@ -795,6 +876,10 @@ class RemoteEngine:
             if rows and rows[0][1][-1] is not None:
                 got = rows[0][1][-1]
                 if abs(got - expected) <= _PROBE_TOLERANCE:
+                    ids = rows[0][0]
+                    label = self._next_token_logprobs([ids[:-1]], [ids[-1]], required=False)
+                    if label and abs(label[0].get(ids[-1], math.inf) - got) <= _PROBE_TOLERANCE:
+                        return SCORE_LABEL_LOGPROBS
                     return SCORE_PROMPT_LOGPROBS
                 log.warning("%s: prompt_logprobs disagree (%.4f vs %.4f)", self.url, got, expected)
         echo = self._echo(full)
