@@ -17,15 +17,21 @@ VARIANT_PATH_ENV = "C2S_CPU_VARIANT_PATH"
 
 def load_backends() -> None:
     """Register llama.cpp's backends once per process (a no-op for a linked build)."""
-    import llama_cpp
-    from llama_cpp import _ggml
+    import llama_cpp  # loads libllama and the libggml it links (libggml.so.0)
 
-    lib = _ggml.libggml
+    folder = Path(os.environ.get("LLAMA_CPP_LIB_PATH") or Path(llama_cpp.__file__).parent / "lib")
+    # Not llama_cpp._ggml's libggml.so: a wheel stores it as a second copy with its own registry.
+    linked = folder / "libggml.so.0"
+    if linked.is_file():
+        lib = ctypes.CDLL(str(linked))
+    else:
+        from llama_cpp import _ggml
+
+        lib = _ggml.libggml
     lib.ggml_backend_reg_count.argtypes, lib.ggml_backend_reg_count.restype = [], ctypes.c_size_t
     if lib.ggml_backend_reg_count() > 0:
         return
     chosen = os.environ.get(VARIANT_PATH_ENV, "")
-    folder = Path(os.environ.get("LLAMA_CPP_LIB_PATH") or Path(llama_cpp.__file__).parent / "lib")
     if chosen and Path(chosen).is_file():
         lib.ggml_backend_load.argtypes, lib.ggml_backend_load.restype = (
             [ctypes.c_char_p],

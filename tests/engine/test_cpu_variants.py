@@ -71,24 +71,38 @@ def test_variants_are_ranked_by_their_own_score_and_the_best_is_loaded():
 
 
 @dynamic
-def test_a_crashing_variant_falls_back_to_the_next_and_the_verdict_is_remembered(tmp_path):
-    ranked = [v.name for v in cv.rank(cv.module_files())]
-    first = fresh(tmp_path, **{cv.CRASH_ENV: ranked[0]})
-    assert first["how"] == "checked"
-    assert first["skipped"] == [ranked[0]]  # its check process aborted
-    assert first["variant"] == ranked[1]
-    cache = json.loads((tmp_path / "cache" / cv.CACHE_FILE).read_text())
-    assert list(cache.values()) == [ranked[1]]
-    # The next start reads the verdict and checks nothing (the crash switch would show it).
-    again = fresh(tmp_path, **{cv.CRASH_ENV: ",".join(ranked)})
-    assert (again["how"], again["variant"], again["skipped"]) == ("remembered", ranked[1], [])
+def test_the_chosen_variant_is_the_best_rated_one_that_passes_its_check(tmp_path):
+    # On an AMX machine whose kernel does not grant the AMX state (this CI's), the
+    # sapphirerapids variant dies of SIGILL in its check: the guard is what makes it usable.
+    ranked = cv.rank(cv.module_files())
+    chosen = fresh(tmp_path)
+    names = [v.name for v in ranked]
+    assert chosen["how"] == "checked" and chosen["variant"] in names
+    above = names[: names.index(chosen["variant"])]
+    assert chosen["skipped"] == above
+    by_name = {v.name: v for v in ranked}
+    assert cv.check_variant(by_name[chosen["variant"]]) is None
+    for name in above:
+        assert cv.check_variant(by_name[name]) is not None
 
 
 @dynamic
-def test_the_best_variant_passes_its_check_here(tmp_path):
-    best = cv.rank(cv.module_files())[0]
-    assert cv.check_variant(best) is None
-    assert fresh(tmp_path)["variant"] == best.name
+def test_a_crashing_variant_falls_back_to_the_next_and_the_verdict_is_remembered(tmp_path):
+    names = [v.name for v in cv.rank(cv.module_files())]
+    usual = fresh(tmp_path / "a")["variant"]
+    first = fresh(tmp_path / "b", **{cv.CRASH_ENV: usual})  # its check process aborts
+    assert first["how"] == "checked"
+    assert first["skipped"][-1] == usual
+    assert names.index(first["variant"]) > names.index(usual)
+    cache = json.loads((tmp_path / "b" / "cache" / cv.CACHE_FILE).read_text())
+    assert list(cache.values()) == [first["variant"]]
+    # The next start reads the verdict and checks nothing (the crash switch would show it).
+    again = fresh(tmp_path / "b", **{cv.CRASH_ENV: ",".join(names)})
+    assert (again["how"], again["variant"], again["skipped"]) == (
+        "remembered",
+        first["variant"],
+        [],
+    )
 
 
 @dynamic

@@ -13,7 +13,7 @@ import dataclasses
 import sys
 from typing import Any
 
-from .cpu_variants import ensure_loaded, features_label
+from .cpu_variants import ensure_loaded, features_label, ggml_library
 
 _DEVICE_TYPES = {0: "cpu", 1: "gpu", 2: "igpu", 3: "accel", 4: "meta"}
 
@@ -103,9 +103,7 @@ def backend_info() -> BackendInfo:
 def _ggml_library(llama_cpp: Any) -> Any | None:
     """The ctypes handle of libggml (the backend registry), or None when it cannot be found."""
     try:
-        from llama_cpp import _ggml
-
-        lib = _ggml.libggml
+        lib = ggml_library()
     except (ImportError, OSError, AttributeError):
         lib = getattr(getattr(llama_cpp, "llama_cpp", None), "_lib", None)
     if lib is None or not hasattr(lib, "ggml_backend_dev_count"):

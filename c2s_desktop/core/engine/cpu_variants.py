@@ -126,7 +126,7 @@ def ensure_loaded(*, check: bool = True) -> Loaded:
     with _lock:
         if _loaded is not None:
             return _loaded
-        ggml = _ggml()
+        ggml = ggml_library()
         if ggml.ggml_backend_reg_count() > 0:  # CPU backend linked in: nothing to load
             _loaded = Loaded(None, "linked")
             return _loaded
@@ -314,10 +314,24 @@ def _remember(key: str, name: str) -> None:
 
 
 # -- ggml --------------------------------------------------------------------------------------
-def _ggml() -> Any:
-    from llama_cpp import _ggml
+def ggml_library() -> Any:
+    """The ctypes handle of the libggml that libllama links (its backend registry).
 
-    lib = _ggml.libggml
+    A wheel stores ``libggml.so`` and ``libggml.so.0`` as two files, and llama-cpp-python's
+    ``_ggml`` opens the first while libllama links the second: two registries. Backends must be
+    registered in libllama's, so open the file by the name libllama's loader used.
+    """
+    import llama_cpp  # noqa: F401 - loads libllama and, through it, its libggml
+
+    folder = lib_dir()
+    linked = [folder / n for n in ("libggml.so.0", "libggml.0.dylib", "ggml.dll")]
+    path = next((p for p in linked if p.is_file()), None)
+    if path is not None:
+        lib = ctypes.CDLL(str(path))
+    else:
+        from llama_cpp import _ggml
+
+        lib = _ggml.libggml
     lib.ggml_backend_reg_count.argtypes, lib.ggml_backend_reg_count.restype = [], ctypes.c_size_t
     lib.ggml_backend_load.argtypes = [ctypes.c_char_p]
     lib.ggml_backend_load.restype = ctypes.c_void_p
