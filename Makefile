@@ -2,9 +2,14 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-# llama-cpp-python is built from source; portable (no -march=native) unless overridden.
+# llama-cpp-python is built from source, portable: every x86 CPU variant of ggml's kernels as a
+# loadable module (libggml-cpu-haswell.so ... -zen4, -sapphirerapids) beside libllama; the app
+# loads the best one for the machine at run time (c2s_desktop/core/engine/cpu_variants.py).
+# Add -DGGML_CUDA=on (or -DGGML_VULKAN=on) for a GPU module beside them; a separate wheel is cached
+# per flag set.
 LLAMA_VERSION := 0.3.36
-LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON \
+	-DGGML_BACKEND_DIR:STRING=llama_cpp/lib
 LLAMA_KEY := $(shell printf '%s' "$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)" | sha1sum | cut -c1-12)
 WHEELS := .wheels/llama-$(LLAMA_KEY)
 DEMO_DATA := resources/demo/pbmc_demo.h5ad
@@ -26,6 +31,8 @@ $(WHEELS)/.built: | $(VENV)/bin/python
 
 $(VENV)/.app-installed: pyproject.toml quantize/pyproject.toml $(WHEELS)/.built
 	$(BIN)/pip install --quiet --find-links $(WHEELS) llama-cpp-python==$(LLAMA_VERSION)
+	# The same version from another flag set may be installed already: replace it.
+	$(BIN)/pip install --quiet --force-reinstall --no-deps $(WHEELS)/llama_cpp_python-*.whl
 	$(BIN)/pip install --quiet --find-links $(WHEELS) -e quantize -e .
 	touch $@
 
@@ -68,14 +75,37 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/preprocess.py
 	$(BIN)/python resources/demo/evaluate_demo_model.py
 
+# GPU offload check (bench/gpu_check.py), sized for a 10-minute run on a GPU machine: a CUDA build
+# for the GPU it finds (native CPU kernels linked in, to keep the build short; keyed cache), then
+# label scores and speed on the GPU vs the CPU engine. Without an NVIDIA GPU (nvidia-smi) and
+# nvcc it checks everything up to the CUDA step on the CPU.
+GPU_CMAKE_ARGS ?= -DGGML_NATIVE=ON -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=native
+GPU_KEY := $(shell printf '%s' "$(LLAMA_VERSION) $(GPU_CMAKE_ARGS)" | sha1sum | cut -c1-12)
+GPU_SITE := build/gpu-check/site-$(GPU_KEY)
+NVCC := $(or $(shell command -v nvcc),$(wildcard /usr/local/cuda/bin/nvcc))
+GPU_FOUND := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
+
+gpu-check: $(VENV)/.dev-installed
+ifeq ($(and $(NVCC),$(GPU_FOUND)),)
+	@echo "no NVIDIA GPU or no CUDA toolkit: checking everything up to the CUDA step on the CPU"
+	$(BIN)/python bench/gpu_check.py --cpu-only
+else
+	$(MAKE) .wheels/llama-$(GPU_KEY)/.built LLAMA_CMAKE_ARGS="$(GPU_CMAKE_ARGS)" \
+		PATH="$(dir $(NVCC)):$$PATH"
+	test -d $(GPU_SITE) || $(BIN)/pip install --quiet --no-deps --target $(GPU_SITE) \
+		.wheels/llama-$(GPU_KEY)/llama_cpp_python-*.whl
+	$(BIN)/python bench/gpu_check.py --gpu-site $(GPU_SITE)
+endif
+
 clean:
 	rm -rf $(VENV) $(PKG_VENV) build dist *.egg-info demo_annotated.h5ad demo_report.html
 
 # --- Packaging (docs/BUILD.md) -------------------------------------------------------------
 # A build venv of its own, from the app's dependencies only (no dev extras: torch, transformers
 # and the test tools never reach the bundle), reusing the cached llama-cpp-python wheel.
-# GPU variants: LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_CUDA=on" (or -DGGML_VULKAN=on,
-# -DGGML_METAL=on) builds and caches a separate wheel; PKG_VENV keeps one build venv per variant.
+# GPU variants: LLAMA_CMAKE_ARGS="$(LLAMA_CMAKE_ARGS) -DGGML_CUDA=on" (or -DGGML_VULKAN=on) builds
+# and caches a separate wheel whose GPU module sits beside the CPU variants (macOS: -DGGML_METAL=on
+# without the DL flags); PKG_VENV keeps one build venv per variant.
 PKG_VENV ?= .venv-package
 PKG_BIN := $(PKG_VENV)/bin
 BUNDLE := dist/c2s-desktop
