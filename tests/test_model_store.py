@@ -30,8 +30,10 @@ DEMO = demo_model_path()
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
+    """An empty models folder, and an empty sha256 cache (it sits beside the audit log)."""
     folder = tmp_path / "models"
     monkeypatch.setenv("C2S_MODELS_DIR", str(folder))
+    monkeypatch.setenv("C2S_AUDIT_LOG", str(tmp_path / "audit" / "audit.jsonl"))
     return folder
 
 

@@ -142,19 +142,23 @@ def _cache_path() -> Path:
     return audit_path().with_name("sha256-cache.json")
 
 
-_memory_cache: dict[str, str] = {}
+_memory_caches: dict[Path, dict[str, str]] = {}
+"""The cache file's contents per file (``$C2S_AUDIT_LOG`` moves it), read once."""
 _cache_lock = threading.Lock()
 
 
 def _load_cache() -> dict[str, str]:
-    if not _memory_cache:
+    path = _cache_path()
+    cache = _memory_caches.get(path)
+    if cache is None:
+        cache = _memory_caches[path] = {}
         try:
-            data = json.loads(_cache_path().read_text("utf-8"))
+            data = json.loads(path.read_text("utf-8"))
             if isinstance(data, dict):
-                _memory_cache.update({str(k): str(v) for k, v in data.items()})
+                cache.update({str(k): str(v) for k, v in data.items()})
         except (OSError, ValueError):
             pass
-    return _memory_cache
+    return cache
 
 
 def _save_cache(cache: dict[str, str]) -> None:
