@@ -1,11 +1,14 @@
 """The Engine protocol over an OpenAI-compatible HTTP server (llama.cpp server, vLLM,
 llama-cpp-python's server).
 
-- **score**: where the server offers vLLM's ``prompt_logprobs``, one ``POST /v1/completions``
-  per cell with every ``prefix + continuation`` as a prompt list; the continuation's tokens are
-  those after the common token prefix with the prefix's own tokenization (``/tokenize``), as
-  the local engine splits them. Elsewhere ``echo`` and ``logprobs``, one request per
-  continuation, the tokens picked by their ``text_offset`` (every token that ends after the
+- **score**: the continuation's tokens are those after the common token prefix with the
+  prefix's own tokenization (``/tokenize``), as the local engine splits them. On vLLM 0.32+
+  (``logprob_token_ids``), each label token is scored as the next token after its context
+  (token ids): the prefix alone first, then every other context in one request, so the server
+  computes the prefix once and reuses it from its prefix cache. On older vLLM
+  (``prompt_logprobs``), one request per cell with every ``prefix + continuation`` as a prompt
+  list (vLLM then skips its prefix cache). Elsewhere ``echo`` and ``logprobs``, one request
+  per continuation, the tokens picked by their ``text_offset`` (every token that ends after the
   prefix, so a token merged across the boundary is scored). The first call checks once which
   of the two the server returns and that its prompt log-probabilities agree with the
   log-probability of a generated token; where neither does (llama.cpp's own server refuses
