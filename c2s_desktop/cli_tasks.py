@@ -181,6 +181,13 @@ def annotate(
             warn(result.warnings)
             if result.cluster_source:
                 err.print(f"representative cells per cluster of {result.cluster_source}")
+            if result.resumed_cells:
+                err.print(
+                    f"resumed: {result.resumed_cells:,} of {len(result.scored_rows):,} cells "
+                    "were already scored by an interrupted run"
+                )
+            if result.scoring:
+                err.print(f"labels scored by {result.scoring}")
             err.print(
                 f"scored {len(result.scored_rows):,} cells "
                 f"({result.seconds_per_scored_cell:.2f} s per cell; per-cell mode for all "

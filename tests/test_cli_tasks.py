@@ -47,11 +47,16 @@ def test_annotate_then_report(capsys, tmp_path):
     record = adata.uns["c2s"]["annotate"]
     assert record["input_sha256"] == before and record["model_sha256"] == sha256(MODEL)
     assert record["template_id"] == "cell2sentence-1.2.0/cell_type_prediction/0"
+    params = json.loads(record["parameters"])
+    assert params["mode_used"] == "representative" and params["clusters"] == "obs['louvain']"
+    assert params["scoring"] == "exact log-likelihood"
+    assert "labels scored by exact log-likelihood" in err
     assert csv.read_text().startswith("cell_id,c2s_cell_type,c2s_cell_type_prob\n")
     assert sha256(DATA) == before
     code, _, err = run(capsys, "report", out, "-o", html)
     assert code == 0, err
     assert "<svg" in html.read_text() and before in html.read_text()
+    assert "Scoring: exact log-likelihood." in html.read_text()
 
 
 def test_selector_and_candidates_file(capsys, tmp_path):

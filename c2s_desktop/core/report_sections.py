@@ -372,7 +372,7 @@ def _model_paragraph(record: Mapping[str, Any], demo: tuple[str, str]) -> str:
 
 def _scoring_paragraph(record: Mapping[str, Any]) -> str:
     params = as_mapping(record.get("parameters"))
-    mode = params.get("mode", "auto")
+    mode = params.get("mode_used") or params.get("mode", "auto")
     if params.get("candidates"):
         cands = f"the {len(params['candidates'])} labels given"
     elif params.get("candidates_from"):
@@ -388,11 +388,16 @@ def _scoring_paragraph(record: Mapping[str, Any]) -> str:
         else f"mode {esc(mode)}"
     )
     genes = params.get("n_genes")
+    scoring = params.get("scoring")
+    clusters = params.get("clusters")
+    extra = f" Clusters: {esc(clusters)}." if clusters and mode == "representative" else ""
+    if scoring:
+        extra += f" Scoring: {esc(scoring)}."
     return (
         "<p>Each cell was written as a cell sentence (its genes from most to least expressed"
         f"{f', top {esc(genes)}' if genes else ''}); the model then scored how likely each "
         f"candidate label is as the continuation of the prompt (label log-likelihood, softmax "
-        f"over candidates). Candidates: {cands}. Mode: {how}. Template: "
+        f"over candidates). Candidates: {cands}. Mode: {how}.{extra} Template: "
         f"{esc(record.get('template_id') or 'n/a')}; {esc(record.get('app', ''))}, "
         f"{esc(record.get('time', ''))}.</p>"
     )

@@ -85,13 +85,19 @@ def options_from(cls: type, parameters: Mapping[str, Any]) -> Any:
 
 # -- annotate ----------------------------------------------------------------------------------
 def annotate_parameters(result: AnnotateResult) -> dict[str, Any]:
-    """The options the annotation ran with, plus what it resolved (genes, cluster source)."""
+    """The options the annotation ran with, plus what it resolved (genes, cluster source,
+    exact or approximate scoring)."""
     options = result.options
     if options is None:  # made without options (an older session): what the result knows
         params: dict[str, Any] = {"mode": result.mode, "candidates": list(result.candidates)}
     else:
         params = option_parameters(options)
-    return {**params, "n_genes": int(result.n_genes), "clusters": result.cluster_source}
+    resolved = {
+        "mode_used": result.mode,
+        "n_genes": int(result.n_genes),
+        "clusters": result.cluster_source,
+    }
+    return {**params, **resolved, "scoring": result.scoring}
 
 
 def annotate_obs(result: AnnotateResult, n_cells: int) -> dict[str, Any]:

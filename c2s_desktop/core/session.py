@@ -165,6 +165,7 @@ def _annotate_doc(r: AnnotateResult) -> dict[str, Any]:
         "warnings": list(r.warnings),
         "has_clusters": r.clusters is not None,
         "cluster_source": r.cluster_source,
+        "scoring": r.scoring,
         "options": None if r.options is None else option_parameters(r.options),
     }
 
@@ -316,6 +317,7 @@ def _load_arrays(path: Path, results: dict[str, Any], state: SessionState) -> No
                     seconds_per_scored_cell=float(meta["seconds_per_scored_cell"]),
                     warnings=tuple(meta.get("warnings", ())),
                     cluster_source=str(meta.get("cluster_source", "")),
+                    scoring=str(meta.get("scoring", "")),
                     options=_options(AnnotateOptions, meta),
                 )
                 _check_rows(state.annotate.rows, state.n_cells)
