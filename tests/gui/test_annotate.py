@@ -113,6 +113,15 @@ def test_cancel_during_annotation_keeps_window_responsive(qtbot, with_model):
     assert LABEL_COLUMN not in w.dataset.obs.columns and "annotate" not in w.results
     assert panel.start_button.isEnabled() and not panel.cancel_button.isEnabled()
     assert w.last_error is None
+    # the same settings continue where the cancelled run stopped
+    assert panel.start_button.text() == "Resume"
+    messages: list[str] = []
+    original = panel.show_progress
+    panel.show_progress = lambda f, m: (messages.append(m), original(f, m))  # type: ignore[method-assign]
+    panel.start_button.click()
+    qtbot.waitUntil(lambda: any(m.startswith("resuming: ") for m in messages), timeout=T)
+    w.annotate.cancel()
+    idle(qtbot, w)
 
 
 def test_representative_with_clusters_and_typed_candidates(qtbot, with_model):

@@ -232,6 +232,16 @@ class AnnotatePanel(QWidget):
             self.progress.setRange(0, 0)
             self.progress_label.setText("starting…")
 
+    def offer_resume(self, offer: bool) -> None:
+        """After an interrupted run, the same settings continue where it stopped."""
+        self.start_button.setText("Resume" if offer else "Annotate")
+        self.start_button.setToolTip(
+            "Continue the interrupted annotation: the cells already scored are kept "
+            "(same cells, model and settings) (Ctrl+Shift+N)"
+            if offer
+            else "Annotate the cells (Ctrl+Shift+N)"
+        )
+
     def show_progress(self, fraction: float, message: str) -> None:
         if fraction < 0:
             self.progress.setRange(0, 0)
@@ -289,6 +299,7 @@ class AnnotateController(QObject):
         panel.start_requested.connect(self.start)
         panel.cancel_requested.connect(self.cancel)
         panel.options_changed.connect(self.update_estimate)
+        panel.options_changed.connect(lambda *_: panel.offer_resume(False))
         panel.low_button.clicked.connect(self.select_low_confidence)
         panel.table.itemDoubleClicked.connect(
             lambda item: self.select_label(item.data(Qt.ItemDataRole.UserRole))
@@ -296,9 +307,12 @@ class AnnotateController(QObject):
         window.engine_host.changed.connect(self.update_estimate)
 
     def cancel(self) -> None:
-        """Stop the running annotation (its partial result is dropped)."""
+        """Stop the running annotation; the cells scored so far are kept for a resume."""
         self.window_.runner.cancel(MODEL_SLOT)
-        self.window_.status.setText("Annotation cancelled")
+        self.panel.offer_resume(True)
+        self.window_.status.setText(
+            "Annotation cancelled — the cells scored so far are kept: Resume continues"
+        )
 
     def _watch(self, job) -> None:  # noqa: ANN001 - a jobs.Job
         """Reset the panel when the job's thread ends (a cancelled job reports nothing)."""
@@ -469,6 +483,7 @@ class AnnotateController(QObject):
         if self.window_.dataset is not dataset:  # another file was opened meanwhile
             return
         self._remember_speed(result.seconds_per_scored_cell)
+        self.panel.offer_resume(False)
         self.apply(result)
         self.update_estimate()
         self.finished.emit(result)
@@ -476,6 +491,7 @@ class AnnotateController(QObject):
     def _failed(self, exc: BaseException) -> None:
         self.panel.set_running(False)
         self.panel.progress_label.setText("")
+        self.panel.offer_resume(True)
         if not self.window_.engine_host.handle_failure(exc):
             self.window_.report_error(exc, "Annotation failed")
 
