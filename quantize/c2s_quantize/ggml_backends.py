@@ -2,7 +2,8 @@
 
 A build with run-time CPU dispatch links no CPU backend: something must load one before a model
 can be evaluated. The worker loads the variant its parent chose (``$C2S_CPU_VARIANT_PATH``, set
-by C2S Desktop after its check), else the best one ggml finds for this CPU, and any GPU modules.
+by C2S Desktop after its check; with C2S Desktop installed, its guarded choice), else the best
+one ggml finds for this CPU, and any GPU modules.
 A build with the backends linked in needs nothing.
 """
 
@@ -16,7 +17,18 @@ VARIANT_PATH_ENV = "C2S_CPU_VARIANT_PATH"
 
 
 def load_backends() -> None:
-    """Register llama.cpp's backends once per process (a no-op for a linked build)."""
+    """Register llama.cpp's backends once per process (a no-op for a linked build).
+
+    With C2S Desktop installed, its guarded choice (checked once, remembered) is used; a
+    best-rated variant can crash on a CPU that advertises instructions it cannot run.
+    """
+    try:
+        from c2s_desktop.core.engine.cpu_variants import ensure_loaded
+    except ImportError:  # c2s-quantize on its own: the parent's choice, else ggml's pick
+        pass
+    else:
+        ensure_loaded()
+        return
     import llama_cpp  # loads libllama and the libggml it links (libggml.so.0)
 
     folder = Path(os.environ.get("LLAMA_CPP_LIB_PATH") or Path(llama_cpp.__file__).parent / "lib")
