@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from PySide6.QtCore import QSettings
 
 from c2s_desktop.core import audit
 from c2s_desktop.core.engine.remote import ServerOptions
@@ -81,6 +82,11 @@ def test_a_model_on_a_server_annotates_through_the_window(qtbot, loaded, audit_l
         qtbot.waitUntil(lambda: not w.runner.is_busy(), timeout=T)
         assert w.engine_host.is_loaded() and w.engine_host.server_url == url
         assert url in w.engine_host.state_text()
+        # not measured on this server yet: the estimate uses its connection test's rate
+        assert w.annotate.seconds_per_cell() is None
+        QSettings().setValue("server/seconds_per_cell", 0.25)
+        _, seconds = w.annotate.estimate()
+        assert seconds == pytest.approx(0.25 * w.annotate.scored_cells(w.annotate.options()))
         _annotate(qtbot, w, np.arange(3))
         assert len(w.results["annotate"].labels) == 3
         w.engine_host.unload()

@@ -349,9 +349,14 @@ class AnnotateController(QObject):
         return f"annotate/seconds_per_cell/{info.name}-{info.file_type}-{info.size_bytes}"
 
     def seconds_per_cell(self) -> float | None:
-        """The remembered figure for the loaded model (None until measured)."""
+        """The remembered figure for the loaded model (None until measured); for a server not
+        measured yet, the rate its connection test measured."""
         key = self._model_key()
         value = self.settings.value(key) if key else None
+        if value is None and self.window_.engine_host.server_url is not None:
+            from .server import GROUP  # the connection test's figure (imports the HTTP client)
+
+            value = self.settings.value(f"{GROUP}/seconds_per_cell")
         try:
             return float(value) if value is not None else None  # type: ignore[arg-type]
         except (TypeError, ValueError):
