@@ -17,7 +17,8 @@ DEMO_MODEL := resources/demo/c2s-demo-pbmc.q8_0.gguf
 
 export GGML_NO_BACKTRACE := 1
 
-.PHONY: demo test lint bench fuzz clean venv dev package package-test deb test-server vllm-venv
+.PHONY: demo test lint bench fuzz clean venv dev package package-test deb test-server vllm-venv \
+	gpu-check
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
