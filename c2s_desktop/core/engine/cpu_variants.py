@@ -20,7 +20,6 @@ import ctypes
 import hashlib
 import json
 import logging
-import math
 import multiprocessing as mp
 import os
 import platform
@@ -127,6 +126,9 @@ def ensure_loaded(*, check: bool = True) -> Loaded:
         if _loaded is not None:
             return _loaded
         ggml = ggml_library()
+        from llama_cpp._logger import set_verbose
+
+        set_verbose(False)  # ggml's info lines ("load_backend: ...") are not for users
         if ggml.ggml_backend_reg_count() > 0:  # CPU backend linked in: nothing to load
             _loaded = Loaded(None, "linked")
             return _loaded
@@ -250,13 +252,25 @@ def _quantize(src: Path, dst: Path, ftype: int) -> None:
 
 
 def _score_once(path: Path) -> str | None:
-    from .base import EngineOptions
-    from .local import LocalEngine
+    """Decode a cell-sentence prompt with llama.cpp itself (the kernels label scoring uses:
+    quantized matrix products, flash attention); None when its log-probabilities are sane."""
+    import llama_cpp
+    import numpy as np
 
-    with LocalEngine(path, EngineOptions(n_ctx=256, threads=2, check_memory=False)) as engine:
-        scores = engine.score("CD3D CD3E IL7R LTB MALAT1 " * 8, [" T cell", " B cell"])
-        ok = all(math.isfinite(s.logprob) and s.logprob < 0 for s in scores)
-        return None if ok else f"non-finite or positive scores {scores}"
+    llm = llama_cpp.Llama(
+        str(path), n_ctx=256, n_threads=2, logits_all=True, flash_attn=True, verbose=False
+    )
+    try:
+        ids = llm.tokenize(("CD3D CD3E IL7R LTB MALAT1 " * 8).encode(), add_bos=True)
+        llm.eval(ids)
+        logits = np.asarray(llm.scores[: len(ids)], dtype=np.float64)
+    finally:
+        llm.close()
+    if not np.all(np.isfinite(logits)):
+        return "non-finite logits"
+    logp = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+    chosen = logp[np.arange(len(ids) - 1), ids[1:]]
+    return None if np.all(chosen < 0) else "log-probabilities above zero"
 
 
 def _quiet_stderr() -> None:
