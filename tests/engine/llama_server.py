@@ -16,6 +16,11 @@ from typing import IO
 
 import httpx
 
+_START = (
+    "from c2s_desktop.core.engine.cpu_variants import ensure_loaded; ensure_loaded(); "
+    "import runpy; runpy.run_module('llama_cpp.server', run_name='__main__')"
+)
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
@@ -39,10 +44,13 @@ def llama_server(
     ``/v1/models`` answers; stopped on exit. Its output goes to a temporary log file that is
     shown when it fails to start."""
     port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model)]
+    # llama-cpp-python does not load llama.cpp's backend modules itself (the project's build
+    # has them as loadable modules): load the checked CPU variant first, as the app does.
+    cmd = [sys.executable, "-c", _START, "--model", str(model)]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx)]
     cmd += ["--n_threads", str(threads), "--n_threads_batch", str(threads)]
     cmd += ["--logits_all", "true", "--embedding", "true" if embedding else "false"]
+    cmd += ["--flash_attn", "true"]  # as the local engine by default: the same numerics
     if alias:
         cmd += ["--model_alias", alias]
     if api_key:

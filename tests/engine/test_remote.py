@@ -104,13 +104,19 @@ def per_cell(rows: np.ndarray, n_genes: int | None = None) -> AnnotateOptions:
     )
 
 
+# Flash attention (on by default, both sides) accumulates in F16 on the CPU: the server's
+# one-pass evaluation of prompt + label and the local engine's KV-cache reuse differ by up to
+# ~2e-3 nats (measured); without it they agree within 1e-3.
+FLASH_ATOL = 5e-3
+
+
 # -- exact scores: a model whose prompt log-probabilities the server reports correctly -----------
 def test_scores_equal_the_local_engine(gemma, prompt):
     remote, local = gemma
     text, continuations = prompt
     got, want = remote.score(text, continuations), local.score(text, continuations)
     assert [s.n_tokens for s in got] == [s.n_tokens for s in want]
-    np.testing.assert_allclose([s.logprob for s in got], [s.logprob for s in want], atol=1e-3)
+    np.testing.assert_allclose([s.logprob for s in got], [s.logprob for s in want], atol=FLASH_ATOL)
     assert remote.score_warning == ""
 
 
@@ -120,7 +126,7 @@ def test_annotation_labels_equal_the_local_engine(gemma, dataset):
     got = annotate(dataset, remote, per_cell(ROWS, 20), progress=lambda f, m: seen.append(m))
     want = annotate(dataset, local, per_cell(ROWS, 20))
     assert list(got.labels) == list(want.labels)
-    np.testing.assert_allclose(got.scored_probs, want.scored_probs, atol=1e-3)
+    np.testing.assert_allclose(got.scored_probs, want.scored_probs, atol=FLASH_ATOL)
     assert got.warnings == want.warnings
     assert seen[-1].startswith(f"{len(ROWS)}/{len(ROWS)} cells scored")
 
