@@ -80,7 +80,7 @@ def fit_inverse(
     rows = np.sort(rng.choice(dataset.n_cells, size=n, replace=False))
     blocks = [chunk for _, chunk in dataset.matrix.iter_rows(4096, rows)]
     raw = to_word_matrix(sp.vstack(blocks, format="csr"), dataset.vocabulary)
-    base = dataset._uns.get("log1p_base")
+    base = dataset.log1p_base
     note = ""
     if kind == KIND_LOGNORM:
         note = "log-normalised input assumed natural log" if base is None else ""

@@ -9,7 +9,6 @@ The dataset, selections and results live in the window and are never touched her
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 
 from ..core.context_size import auto_context
 from ..core.engine.base import Engine, EngineCrashed, EngineError, EngineOptions, ModelInfo
+from ..core.engine.cores import physical_cores
 from ..core.errors import Cancelled
 from ..core.model_store import cached_sha256
 from .jobs import Job, JobRunner
@@ -34,27 +34,6 @@ CHEAP_AUTOLOAD_BYTES = 256 << 20
 """A remembered model this small loads at start; larger ones load when a task needs them."""
 
 _NO_MODEL_HINT = "choose one in Model ▸ Models… (Ctrl+M)"
-
-
-def physical_cores() -> int:
-    """Physical CPU cores (hyper-threads share one core's arithmetic units); logical as fallback."""
-    logical = os.cpu_count() or 1
-    if sys.platform.startswith("linux"):
-        try:
-            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-                text = f.read()
-        except OSError:
-            return logical
-        cores, phys = set(), "0"
-        for line in text.splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key == "physical id":
-                phys = value.strip()
-            elif key == "core id":
-                cores.add((phys, value.strip()))
-        return max(1, min(len(cores), logical)) if cores else logical
-    return logical
 
 
 def process_rss(pid: int | None) -> int | None:

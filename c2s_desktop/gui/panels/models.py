@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ...core.engine.cores import physical_cores
 from ...core.errors import Cancelled
 from ...core.model_store import (
     QUANT_CHOICES,
@@ -49,12 +50,7 @@ from ...core.model_store import (
     remove_model,
 )
 from ..dialogs import show_error
-from ..engine_host import (
-    RunOptions,
-    gpu_offload_supported,
-    human_bytes,
-    physical_cores,
-)
+from ..engine_host import RunOptions, gpu_offload_supported, human_bytes
 
 if TYPE_CHECKING:
     from ..context import Window
