@@ -35,33 +35,6 @@ def check_writable(path: str | Path, *, overwrite: bool = True) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | Path, *, overwrite: bool = True) -> Iterator[BinaryIO]:
-    """Open a temporary binary file that replaces ``path`` only if the block succeeds."""
-    target = check_writable(path, overwrite=overwrite)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    except OSError as exc:
-        raise OutputError(f"cannot create a file here ({exc.strerror})", path=target) from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; use the usual permissions
-        os.replace(tmp, target)
-    except OSError as exc:
-        remove_quietly(tmp)
-        raise OutputError(
-            f"writing failed ({exc.strerror or exc})",
-            path=target,
-            hint="check free disk space and permissions",
-        ) from exc
-    except BaseException:
-        remove_quietly(tmp)
-        raise
-
-
-@contextlib.contextmanager
 def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     """A temporary file name beside ``path`` for writers that open files by name (h5py,
     anndata); it is synced and replaces ``path`` only if the block succeeds."""
@@ -87,6 +60,13 @@ def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     except BaseException:
         remove_quietly(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, *, overwrite: bool = True) -> Iterator[BinaryIO]:
+    """Open a temporary binary file that replaces ``path`` only if the block succeeds."""
+    with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
+        yield fh
 
 
 def _read_umask() -> int:
