@@ -143,6 +143,7 @@ def test_representative_with_clusters_and_typed_candidates(qtbot, with_model):
     assert result.mode == MODE_REPRESENTATIVE and len(result.scored_rows) == n_clusters
     assert set(result.labels) <= {"CD14+ Monocyte", "CD19+ B", "CD56+ NK"}
     assert w.dataset.obs[LABEL_COLUMN].notna().all()
+    assert "(exact log-likelihood)" in w.status.text()  # which scoring the labels came from
     assert "representative cells scored" in panel.summary.text()
 
 

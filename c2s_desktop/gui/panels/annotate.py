@@ -512,9 +512,10 @@ class AnnotateController(QObject):
         w.set_result(TASK_ANNOTATE, result)
         w.add_obs_category(LABEL_COLUMN)
         self.panel.show_result(result)
+        scoring = f" ({result.scoring})" if result.scoring else ""
         w.status.setText(
             f"Annotated {len(result.rows):,} cells: {len(result.counts())} labels in "
-            f"'{LABEL_COLUMN}'" + (f" — {result.warnings[0]}" if result.warnings else "")
+            f"'{LABEL_COLUMN}'{scoring}" + (f" — {result.warnings[0]}" if result.warnings else "")
         )
 
     def low_confidence_rows(self, threshold: float | None = None) -> np.ndarray:
