@@ -149,3 +149,13 @@ class Engine(Protocol):
     def close(self) -> None:
         """Free the model (and its process)."""
         ...
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading token ids ``a`` and ``b`` share (where a label's tokens start)."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -32,6 +32,7 @@ from .base import (
     ModelInfo,
     Score,
     TokenCallback,
+    common_prefix,
 )
 from .cores import physical_cores
 from .cpu_variants import ensure_loaded
@@ -193,7 +194,7 @@ class LocalEngine:
                 full = self.tokenize(prefix + text)
                 # Normally the prompt's tokens start the joint tokenization; if a merge crosses
                 # the boundary, condition on the common tokens and score the rest.
-                split = _common_prefix(full, prefix_ids)
+                split = common_prefix(full, prefix_ids)
                 if split == 0:
                     raise EngineError("the continuation changes the prompt's first token")
                 self._check_length(len(full))
@@ -292,7 +293,7 @@ class LocalEngine:
             return Score(0.0, 0)
         cached = self._evaluated()
         key = tuple(context)
-        keep = _common_prefix(cached, context)
+        keep = common_prefix(cached, context)
         if keep == len(context) and self._prefix_row is not None and self._prefix_row[0] == key:
             last = self._prefix_row[1]
         else:  # the last context position's logits are needed, so decode it again if cached
@@ -441,15 +442,6 @@ class _Embedder:
 
         self.batch.free()
         llama_cpp.llama_free(self.ctx)
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _overlap(text: str, stop: str) -> int:

@@ -48,7 +48,15 @@ import numpy as np
 
 from ..catalog import MODEL_TASKS
 from ..progress import CancelToken, ProgressFn, check_cancel
-from .base import EngineError, GenerateParams, Generation, ModelInfo, Score, TokenCallback
+from .base import (
+    EngineError,
+    GenerateParams,
+    Generation,
+    ModelInfo,
+    Score,
+    TokenCallback,
+    common_prefix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -810,7 +818,7 @@ class RemoteEngine:
         steps: list[list[tuple[tuple[int, ...], int]]] = []
         for text in continuations:
             full = self.tokenize(prefix + text) if text else prefix_ids
-            split = _common_prefix(full, prefix_ids)
+            split = common_prefix(full, prefix_ids)
             if text and split == 0:
                 raise EngineError("the continuation changes the prompt's first token")
             cell = [(tuple(full[:j]), full[j]) for j in range(split, len(full))]
@@ -848,7 +856,7 @@ class RemoteEngine:
             ids, values = next(rows)
             if ids[0] == -1:  # not told: the first token is the prefix's
                 ids[0] = prefix_ids[0]
-            split = _common_prefix(ids, prefix_ids)
+            split = common_prefix(ids, prefix_ids)
             if split == 0:
                 raise EngineError("the continuation changes the prompt's first token")
             picked = values[split:]
@@ -964,15 +972,6 @@ def _prompt_row(choice: dict[str, Any]) -> tuple[list[int], list[float | None]]:
     if given is not None and len(given) != len(entries):
         raise ValueError("prompt_logprobs do not match the prompt's tokens")
     return ids, values
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _continuation_tokens(offsets: Sequence[int], boundary: int, end: int) -> list[int]:
