@@ -21,6 +21,9 @@ os.environ.setdefault("GGML_NO_BACKTRACE", "1")
 
 DATA_DIR = Path(__file__).parent / "data"
 
+# The tiny trained checkpoints and their GGUFs, built once per run for every test folder.
+pytest_plugins = ["tests.model_fixtures"]
+
 
 # -- offline guarantee: no test may reach beyond the loopback interface ---------------------------
 # In this process, and in Python subprocesses (CLI commands, the spawned model process), which

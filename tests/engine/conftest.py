@@ -1,5 +1,5 @@
-"""Session fixtures for the engine tests: tiny trained GPT-NeoX and Gemma-2 checkpoints (built
-with the c2s-quantize test builders), converted to GGUF once, and prompts their tokenizers know."""
+"""Engine test fixtures: prompts the tiny tokenizers know and patched GGUF copies (the checkpoints
+and GGUFs come from ``tests/model_fixtures.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,44 +15,12 @@ os.environ.setdefault("GGML_NO_BACKTRACE", "1")  # no gdb backtrace if llama.cpp
 import torch  # noqa: E402
 
 from c2s_desktop.core.engine.base import EngineOptions  # noqa: E402
-from c2s_quantize import quantize_checkpoint  # noqa: E402
 from c2s_quantize.probes import load_probes  # noqa: E402
-from tests.quantize import quantize_builders as qb  # noqa: E402
+from tests.model_fixtures import ARCHS  # noqa: E402, F401
 
-ARCHS = ("gptneox", "gemma2")
-TRAIN_STEPS = 60
 # One thread: on a busy 2-core box thread pools spin-wait and slow tiny models down 10-20x.
 torch.set_num_threads(1)
 OPTIONS = EngineOptions(n_ctx=512, threads=1)
-
-
-@pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """GPT-NeoX + byte-level BPE (no BOS) and Gemma-2 + SentencePiece (BOS), briefly trained."""
-    root = tmp_path_factory.mktemp("engine_checkpoints")
-    neox, gemma = root / "gptneox", root / "gemma2"
-    qb.train_bpe_tokenizer(neox)
-    qb.save_gptneox(neox, 1024, train_steps=TRAIN_STEPS)
-    qb.train_spm_tokenizer(gemma)
-    qb.save_gemma2(gemma, 640, train_steps=TRAIN_STEPS)
-    return {"gptneox": neox, "gemma2": gemma}
-
-
-@pytest.fixture(scope="session")
-def gguf(
-    checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Callable[[str, str], Path]:
-    """``gguf(arch, type)``: the checkpoint converted to that type (built on first use)."""
-    root, cache = tmp_path_factory.mktemp("engine_gguf"), {}
-
-    def get(arch: str, qtype: str) -> Path:
-        if (arch, qtype) not in cache:
-            out = root / f"{arch}.{qtype}.gguf"
-            quantize_checkpoint(checkpoints[arch], out, qtype, hash_sources=False, threads=1)
-            cache[arch, qtype] = out
-        return cache[arch, qtype]
-
-    return get
 
 
 @pytest.fixture(scope="session")
@@ -83,19 +50,3 @@ def patched(gguf: Callable[[str, str], Path], tmp_path: Path) -> Callable[..., P
         return out
 
     return make
-
-
-@pytest.fixture(scope="session")
-def hf(checkpoints: dict[str, Path]) -> Callable[[str], tuple[Any, Any]]:
-    """``hf(arch)``: (tokenizer, float32 transformers model) of the checkpoint, loaded once."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    cache: dict[str, tuple[Any, Any]] = {}
-
-    def get(arch: str) -> tuple[Any, Any]:
-        if arch not in cache:
-            model = AutoModelForCausalLM.from_pretrained(checkpoints[arch], dtype=torch.float32)
-            cache[arch] = AutoTokenizer.from_pretrained(checkpoints[arch]), model.eval()
-        return cache[arch]
-
-    return get

@@ -1,5 +1,5 @@
-"""Session fixtures for the c2s-quantize tests: tiny trained checkpoints built once, GGUFs
-converted once, and the transformers reference evaluated once per architecture."""
+"""Session fixtures for the c2s-quantize tests: the transformers reference evaluated once per
+architecture (the checkpoints and GGUFs come from ``tests/model_fixtures.py``)."""
 
 from __future__ import annotations
 
@@ -11,52 +11,16 @@ import pytest
 
 os.environ.setdefault("GGML_NO_BACKTRACE", "1")  # no gdb backtrace if llama.cpp aborts
 
-import quantize_builders as qb  # noqa: E402
 import torch  # noqa: E402
 
 from c2s_quantize.cli import main  # noqa: E402
 from c2s_quantize.evaluate import ProbeRun, run_probes  # noqa: E402
 from c2s_quantize.hf_lm import TransformersLM  # noqa: E402
-from c2s_quantize.pipeline import quantize_checkpoint  # noqa: E402
 from c2s_quantize.probes import load_probes  # noqa: E402
 from c2s_quantize.verify import VerifyReport, compare_runs, evaluate_gguf  # noqa: E402
+from tests.model_fixtures import ARCHS, THREADS  # noqa: E402, F401
 
-TRAIN_STEPS = 60  # brief training makes next-token predictions confident, as in real models
-ARCHS = ("gptneox", "gemma2")
-
-# One thread for torch and llama.cpp: with two, a busy 2-core box slows these tiny models down
-# 10-20x (thread pools spin-wait for a core).
-torch.set_num_threads(1)
-THREADS = 1
-
-
-@pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """GPT-NeoX (F32, one file, transformers-5 rotary config) and Gemma-2 (BF16, sharded)."""
-    root = tmp_path_factory.mktemp("checkpoints")
-    neox, gemma = root / "gptneox", root / "gemma2"
-    qb.train_bpe_tokenizer(neox)
-    qb.save_gptneox(neox, 1024, train_steps=TRAIN_STEPS)
-    qb.train_spm_tokenizer(gemma)
-    qb.save_gemma2(gemma, 640, train_steps=TRAIN_STEPS)
-    return {"gptneox": neox, "gemma2": gemma}
-
-
-@pytest.fixture(scope="session")
-def gguf(
-    checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Callable[[str, str], Path]:
-    """``gguf(arch, type)``: the checkpoint converted to that type (built on first use)."""
-    root, cache = tmp_path_factory.mktemp("gguf"), {}
-
-    def get(arch: str, qtype: str) -> Path:
-        if (arch, qtype) not in cache:
-            out = root / f"{arch}.{qtype}.gguf"
-            quantize_checkpoint(checkpoints[arch], out, qtype, hash_sources=False, threads=THREADS)
-            cache[arch, qtype] = out
-        return cache[arch, qtype]
-
-    return get
+torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(scope="session")

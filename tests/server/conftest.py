@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.conftest import ARCHS, checkpoints, gguf, prompt  # noqa: F401
+from tests.engine.conftest import prompt  # noqa: F401
+from tests.model_fixtures import ARCHS  # noqa: F401
 
 from .vllm_server import VllmServer, vllm_python, vllm_servers
 
