@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -77,12 +77,15 @@ class RunOptions:
         )
 
 
-def _open_engine(path: Path, options: RunOptions) -> Engine:
+def _open_engine(path: Path, options: RunOptions, adapter: Path | None = None) -> Engine:
     from ..core.engine.process import ProcessEngine
     from ..core.models import validate_gguf
 
     info = validate_gguf(path)
-    return ProcessEngine(path, options.engine_options(info))
+    engine_options = options.engine_options(info)
+    if adapter is not None:  # a LoRA adapter of this base (checked before the model loads)
+        engine_options = replace(engine_options, adapter=str(adapter))
+    return ProcessEngine(path, engine_options)
 
 
 def _open_remote(options: ServerOptions) -> Engine:
@@ -126,6 +129,7 @@ class EngineHost(QObject):
         self._runner, self._parent, self._settings = runner, parent, settings
         self._engine: Engine | None = None
         self._path: Path | None = None
+        self._adapter: Path | None = None
         self._sha256: str | None = None
         self._options = self._stored_options()
         self._loading: Path | None = None
@@ -165,6 +169,11 @@ class EngineHost(QObject):
         return self._sha256
 
     @property
+    def adapter(self) -> Path | None:
+        """The LoRA adapter the loaded model runs with (None: the base model alone)."""
+        return self._adapter
+
+    @property
     def server_url(self) -> str | None:
         """The inference server in use (None for a local model)."""
         return None if self._server is None else self._server.url
@@ -177,6 +186,7 @@ class EngineHost(QObject):
             "path": None if self._path is None else str(self._path),
             "sha256": self._sha256,
             "server": self.server_url,
+            "adapter": None if self._adapter is None else str(self._adapter),
         }
 
     def handle_failure(self, exc: BaseException) -> bool:
@@ -211,6 +221,11 @@ class EngineHost(QObject):
         value = self._settings.value("model/path", "")
         return Path(str(value)) if value else None
 
+    def remembered_adapter(self) -> Path | None:
+        """The adapter last used with the remembered model (None when none or gone)."""
+        value = self._settings.value("model/adapter", "")
+        return Path(str(value)) if value and Path(str(value)).is_file() else None
+
     def state_text(self) -> str:
         """``Model: NAME QUANT ● loaded, CPU 4 thr`` / ``loading…`` / ``crashed`` / ``no model``."""
         if self._connecting is not None:
@@ -223,6 +238,8 @@ class EngineHost(QObject):
         if self._server is not None:
             return f"Model: {info.name} ● server {self._server.url}"
         name = f"{info.name} {info.file_type}"
+        if self._adapter is not None:
+            name += f" + {self._adapter.stem}"
         if not self.is_loaded():
             return f"Model: {name} ✕ stopped (restart it)"
         opts = getattr(self._engine, "_options", None)
@@ -240,12 +257,19 @@ class EngineHost(QObject):
         self._settings.setValue("model/n_ctx", options.n_ctx)
         self._settings.setValue("model/n_gpu_layers", options.n_gpu_layers)
 
-    def load(self, path: Path, then: Callable[[], None] | None = None) -> bool:
-        """Load ``path`` in the background (replacing the current model); False if the model
-        slot is busy. ``then`` runs on the GUI thread once the model is ready."""
+    def load(
+        self,
+        path: Path,
+        then: Callable[[], None] | None = None,
+        adapter: Path | None = None,
+    ) -> bool:
+        """Load ``path`` in the background (replacing the current model), with the LoRA
+        ``adapter`` when given; False if the model slot is busy. ``then`` runs on the GUI thread
+        once the model is ready."""
         if self._runner.is_busy(MODEL_SLOT):
             return False
         path = Path(path)
+        adapter = None if adapter is None else Path(adapter)
         if self._engine is not None:  # free its memory first: two big models may not fit
             self._engine.close()
             self._engine = None
@@ -257,7 +281,8 @@ class EngineHost(QObject):
             _open_engine,
             path,
             self._options,
-            on_success=lambda engine: self._loaded(path, engine),
+            adapter,
+            on_success=lambda engine: self._loaded(path, engine, adapter),
             on_failure=self._load_failed,
             discard=_close_engine,
         )
@@ -265,8 +290,10 @@ class EngineHost(QObject):
 
     def reload(self) -> bool:
         """Load the current (or remembered) model again, e.g. with new options."""
-        path = self._path or self.remembered_path()
-        return path is not None and self.load(path)
+        if self._path is not None:
+            return self.load(self._path, adapter=self._adapter)
+        path = self.remembered_path()
+        return path is not None and self.load(path, adapter=self.remembered_adapter())
 
     def ensure(self, then: Callable[[], None]) -> bool:
         """Run ``then`` once a model is ready: now, after the running load, or after loading the
@@ -282,14 +309,14 @@ class EngineHost(QObject):
         path = self.remembered_path()
         if path is None or not path.is_file():
             return False
-        return self.load(path, then)
+        return self.load(path, then, self.remembered_adapter())
 
     def autoload(self) -> bool:
         """At start: load the remembered model if it is small enough to be cheap."""
         path = self.remembered_path()
         if path is None or not path.is_file() or path.stat().st_size > CHEAP_AUTOLOAD_BYTES:
             return False
-        return self.load(path)
+        return self.load(path, adapter=self.remembered_adapter())
 
     def unload(self) -> None:
         """Stop the model process (the remembered model stays for the next start).
@@ -302,6 +329,7 @@ class EngineHost(QObject):
             job.done.connect(self.unload)
             return
         engine, self._engine, self._path, self._sha256 = self._engine, None, None, None
+        self._adapter = None
         self.crash_message, self._server = None, None
         if engine is not None:
             engine.close()
@@ -322,7 +350,7 @@ class EngineHost(QObject):
             MODEL_SLOT,
             _restart,
             self._engine,
-            on_success=lambda engine: self._loaded(self._path, engine),  # type: ignore[arg-type]
+            on_success=lambda engine: self._loaded(self._path, engine, self._adapter),  # type: ignore[arg-type]
             on_failure=self._load_failed,
         )
         return True
@@ -354,7 +382,7 @@ class EngineHost(QObject):
         old, self._engine = self._engine, engine
         if old is not None and old is not engine:
             old.close()
-        self._path, self._sha256, self._server = None, None, options
+        self._path, self._sha256, self._server, self._adapter = None, None, options, None
         self._connecting, self._loading, self.crash_message = None, None, None
         self._settings.setValue("model/server", options.url)
         self.changed.emit()
@@ -368,8 +396,8 @@ class EngineHost(QObject):
             self._engine.close()
             self._engine = None
 
-    def _loaded(self, path: Path, engine: Engine) -> None:
-        self._server = None
+    def _loaded(self, path: Path, engine: Engine, adapter: Path | None = None) -> None:
+        self._server, self._adapter = None, adapter
         old, self._engine = self._engine, engine
         if old is not None and old is not engine:
             old.close()
@@ -377,6 +405,7 @@ class EngineHost(QObject):
             self._sha256 = None
         self._path, self._loading, self.crash_message = path, None, None
         self._settings.setValue("model/path", str(path))
+        self._settings.setValue("model/adapter", "" if adapter is None else str(adapter))
         self.changed.emit()
         if self._sha256 is None:
             self._runner.start(

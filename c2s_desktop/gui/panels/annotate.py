@@ -97,6 +97,7 @@ class AnnotatePanel(QWidget):
         self.start_button = QPushButton("Annotate")
         self.start_button.setToolTip("Annotate the cells (Ctrl+Shift+N)")
         self.cancel_button = QPushButton("Cancel")
+        self.train_button = QPushButton("Train on these labels…")  # see panels/finetune.py
         self.progress = QProgressBar()
         self.progress_label = QLabel("")
         self.progress_label.setWordWrap(True)
@@ -118,6 +119,7 @@ class AnnotatePanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.train_button)
         settings = QGroupBox("Annotate cell types")
         box = QVBoxLayout(settings)
         box.addLayout(form)
@@ -305,6 +307,9 @@ class AnnotateController(QObject):
             lambda item: self.select_label(item.data(Qt.ItemDataRole.UserRole))
         )
         window.engine_host.changed.connect(self.update_estimate)
+        from .finetune import FinetuneController
+
+        self.finetune = FinetuneController(window, panel.train_button)
 
     def cancel(self) -> None:
         """Stop the running annotation; the cells scored so far are kept for a resume."""

@@ -1,0 +1,155 @@
+"""Tasks ▸ Train on these labels…: the dialog on the real PBMC file, the split and its refusals,
+a real LoRA run of the tiny GPT-NeoX checkpoint (cancelled mid-run, resumed), and the adapter
+as the active model and in the model manager."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from c2s_desktop.gui.panels.finetune import TRAIN_SLOT, adapter_path
+
+LABEL = "cell_type"
+TWO_LABELS = ("CD34+", "CD4+/CD45RA+/CD25- Naive T")  # 13 + 8 cells of the PBMC file
+
+
+def _rows(window, labels) -> np.ndarray:
+    values = window.dataset.obs[LABEL].astype(str).to_numpy()
+    return np.flatnonzero(np.isin(values, labels)).astype(np.int64)
+
+
+def _table(dialog) -> dict[str, tuple[int, int]]:
+    t = dialog.split_table
+    return {
+        t.item(r, 0).text(): (int(t.item(r, 1).text()), int(t.item(r, 2).text()))
+        for r in range(t.rowCount())
+    }
+
+
+def test_dialog_shows_the_split_and_refuses_one_class(qtbot, loaded):
+    w = loaded
+    assert w.annotate_panel.train_button.isVisible()
+    assert w.annotate.finetune.action in w.menus["tasks"].actions()
+    dialog = w.annotate.finetune.open_dialog()
+    assert dialog is not None and dialog.isVisible()
+    columns = [dialog.label_box.itemText(i) for i in range(dialog.label_box.count())]
+    assert LABEL in columns and "n_counts" not in columns
+    dialog.label_box.setCurrentText(LABEL)
+    split = _table(dialog)
+    counts = w.dataset.obs[LABEL].astype(str).value_counts()
+    assert set(split) == set(counts.index)
+    for label, (train, held) in split.items():
+        assert train + held == counts[label] and held >= 1 and train >= 1
+    assert dialog.train_button.isEnabled()
+    assert "10 labels" in dialog.split_note.text()
+
+    dialog.holdout.setValue(0.5)  # a new fraction: a new split
+    assert _table(dialog)["Dendritic"] == (120, 120)
+
+    # the cells of one label only: the core's refusal, in the dialog, and no training
+    w.set_selection(_rows(w, ("Dendritic",)))
+    dialog = w.annotate.finetune.open_dialog()
+    dialog.scope_selection.setChecked(True)
+    assert dialog.split_table.rowCount() == 0
+    assert "only 'Dendritic'" in dialog.split_note.text()
+    assert "at least two labels" in dialog.split_note.text()
+    assert not dialog.train_button.isEnabled()
+    assert not w.annotate.finetune.train()
+    assert not w.runner.is_busy(TRAIN_SLOT)
+
+
+def test_without_torch_the_action_says_how_to_enable_it(qtbot, loaded, monkeypatch):
+    monkeypatch.setitem(sys.modules, "peft", None)  # as if peft were not installed
+    controller = loaded.annotate.finetune
+    assert controller.action.isEnabled()
+    controller.action.trigger()
+    box = controller.hint_box
+    assert box is not None and box.isVisible()
+    assert "c2s-desktop[train]" in box.informativeText() and "peft" in box.informativeText()
+    assert controller.dialog is None
+    box.close()
+
+
+def test_adapter_names_never_overwrite(tmp_path):
+    first = adapter_path("demo model", "cell type", tmp_path)
+    assert first.name == "demo_model-cell_type.gguf"
+    first.write_bytes(b"x")
+    assert adapter_path("demo model", "cell type", tmp_path).name == "demo_model-cell_type-2.gguf"
+
+
+@pytest.mark.slow
+def test_train_cancel_resume_and_use_the_adapter(qtbot, loaded, models_dir, checkpoints, gguf):
+    from c2s_desktop.core.adapters import adapters_dir, read_adapter
+    from c2s_desktop.gui.engine_host import RunOptions
+
+    w = loaded
+    w.engine_host.set_options(RunOptions(threads=1))
+    models_dir.mkdir(parents=True, exist_ok=True)
+    base_gguf = Path(shutil.copy(gguf("gptneox", "f32"), models_dir / "tiny-gptneox.gguf"))
+    assert w.load_model(base_gguf)
+    qtbot.waitUntil(lambda: w.engine_host.is_loaded() and not w.runner.is_busy(), timeout=30_000)
+
+    rows = _rows(w, TWO_LABELS)
+    w.set_selection(rows)
+    controller = w.annotate.finetune
+    dialog = controller.open_dialog()
+    dialog.label_box.setCurrentText(LABEL)
+    dialog.scope_selection.setChecked(True)
+    dialog.set_base(checkpoints["gptneox"])
+    dialog.epochs.setValue(4)
+    assert set(_table(dialog)) == set(TWO_LABELS)
+
+    # the time estimate from one measured step (a child process; the window stays usable)
+    dialog.measure_button.click()
+    qtbot.waitUntil(lambda: "≈" in dialog.estimate.text(), timeout=60_000)
+    assert "steps ×" in dialog.estimate.text()
+
+    # train, watch steps arrive, cancel mid-run: the window answers, a checkpoint is kept
+    assert controller.train()
+    qtbot.waitUntil(lambda: len(dialog.steps) >= 1, timeout=60_000)
+    assert dialog.loss_curve.getData()[0] is not None
+    controller.cancel()
+    w.clear_selection()  # the window is responsive while the run stops
+    assert not len(w.selection.current)
+    qtbot.waitUntil(lambda: not w.runner.is_busy(TRAIN_SLOT), timeout=30_000)
+    assert dialog.last is not None and dialog.steps[-1][0] < dialog.last.total_steps
+    assert "Train again" in dialog.train_button.text()
+    assert "checkpoint is kept" in dialog.progress_label.text()
+    assert controller.result is None
+    out = controller.request.out_path
+    assert not out.exists()  # nothing written by a cancelled run
+
+    # Train again resumes from the checkpoint and finishes; the adapter becomes the model
+    w.set_selection(rows)
+    dialog.scope_selection.setChecked(True)
+    assert controller.train()
+    qtbot.waitUntil(lambda: controller.result is not None, timeout=120_000)
+    result = controller.result
+    assert result.resumed_step > 0
+    assert Path(result.adapter_path).parent == adapters_dir()
+    assert Path(result.adapter_path).is_file()
+    assert dialog.accuracy  # held-out accuracy plotted at each epoch
+    assert "→" in dialog.result_label.text()
+    qtbot.waitUntil(
+        lambda: w.engine_host.is_loaded() and w.engine_host.adapter is not None, timeout=30_000
+    )
+    assert w.engine_host.adapter == Path(result.adapter_path)
+    assert w.engine_host.path == base_gguf
+    assert Path(result.adapter_path).stem in w.engine_host.state_text()
+    info = read_adapter(result.adapter_path)
+    assert info.label_key == LABEL and set(info.labels) == set(TWO_LABELS)
+
+    # the model manager lists it under its base; remove takes it away
+    manager = w.show_model_manager()
+    qtbot.waitUntil(lambda: manager.select_path(base_gguf) or False, timeout=10_000)
+    manager.show_adapters()
+    assert [Path(a.path) for a in manager.adapters] == [Path(result.adapter_path)]
+    assert manager.adapter_table.item(0, 0).text() == "●"
+    qtbot.waitUntil(lambda: not w.runner.is_busy(), timeout=30_000)
+    manager.remove_adapter(manager.adapters[0])
+    assert not Path(result.adapter_path).exists()
+    assert manager.adapters == []
