@@ -1,23 +1,24 @@
-"""Benchmark cell-type annotation: ProcessEngine label scoring vs the transformers reference.
+"""Benchmark per-cell annotation: ProcessEngine label scoring vs the transformers reference.
 
 Builds a Pythia-410m-shaped GPT-NeoX with random weights (hidden 1024, 24 layers, 16 heads,
-ffn 4096, vocab 50304 with a small trained BPE tokenizer) into bench/out/, converts it to F16,
-Q8_0, Q4_K_M, Q4_0 and IQ4_NL GGUF, and times per cell (200-gene prompt, template 0, 10
-candidate labels):
+ffn 4096, vocab 50304) and Pythia's real tokenizer (GPT-NeoX-20B vocabulary and merges, rebuilt
+from ``vendor/llama.cpp/models/ggml-vocab-gpt-neox.gguf`` of the llama-cpp-python sdist) into
+bench/out/engine/, converts it with c2s-quantize to the recommended CPU type (Q4_0), and times
+per cell (200-gene prompt of a real PBMC cell, template 0, 10 candidate labels):
 
-* ``hf_generate``: transformers fp32 greedy generation of the label (max_new_tokens 20), the
-  way cell2sentence annotates;
-* ``hf_score``: transformers fp32 with a KV cache, scoring each label's log-likelihood;
-* ``engine_<type>``: ProcessEngine.score on each GGUF with the default EngineOptions (flash
-  attention, the CPU variant chosen at run time);
+* ``transformers generate``: fp32 greedy generation of the label (max_new_tokens 20), the way
+  cell2sentence annotates;
+* ``transformers score``: fp32 with a KV cache, scoring each label's log-likelihood;
+* ``ProcessEngine <type>``: label scoring with the default EngineOptions (flash attention, one
+  thread per physical core, the CPU variant chosen at run time).
 
-then the speed-up of the recommended type (Q4_0) over the faster reference and its share of the
-reference's peak memory, plus generation tokens/s of ProcessEngine vs raw llama-cpp-python on
-the Q8_0 file. Every variant runs in its own child process; peak RSS = max(ru_maxrss of it,
-its children).
+Robust on a busy machine: the models load once in long-lived child processes and the sides run
+interleaved, rep by rep (the order rotates), so a load spike hits every side alike; each cell's
+time is its best of the reps, s/cell the mean of those. The load average is printed before and
+after. Peak memory = max ru_maxrss of each side's process and its children (the model process).
 
-    python bench/engine.py            # full size (~10 min on 2 cores)
-    python bench/engine.py --small    # tiny model, seconds
+    python bench/engine.py            # full size: 3 cells x 10 labels, best of 5 (~6 min, 2 cores)
+    python bench/engine.py --quick    # tiny model, seconds (smoke run)
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ import os
 import resource
 import subprocess
 import sys
+import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "out" / "engine"
 FULL = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
-GGUF_TYPES = ("f16", "q8_0", "q4_k_m", "q4_0", "iq4_nl")
+PYTHIA_VOCAB = 50304  # Pythia's embedding rows (the tokenizer's 50277 tokens, padded)
+LLAMA_VERSION = "0.3.36"
+VOCAB_MEMBER = "vendor/llama.cpp/models/ggml-vocab-gpt-neox.gguf"
 RECOMMENDED = "q4_0"
 LABELS = (
     "CD4-positive, alpha-beta T cell",
@@ -51,47 +56,93 @@ LABELS = (
     "erythrocyte",
 )
 N_GENES, MAX_NEW_TOKENS, GEN_TOKENS = 200, 20, 64
-THREADS = int(os.environ.get("C2S_BENCH_THREADS", os.cpu_count() or 1))
 
 
-# -- setup (parent) ------------------------------------------------------------------------------
-def gguf_path(folder: Path, qtype: str) -> Path:
-    return folder / f"model.{qtype}.gguf"
+# -- setup (in a child: the parent stays small) --------------------------------------------------
+def pythia_vocab(folder: Path, given: Path | None) -> Path:
+    """The GPT-NeoX vocabulary GGUF: ``given``, a cached copy, or extracted from the sdist."""
+    if given is not None:
+        return given
+    cached = folder / "ggml-vocab-gpt-neox.gguf"
+    if cached.exists():
+        return cached
+    sdist_dir = folder / "sdist"
+    sdist = sdist_dir / f"llama_cpp_python-{LLAMA_VERSION}.tar.gz"
+    if not sdist.exists():
+        print(f"downloading the llama-cpp-python {LLAMA_VERSION} sdist (its vocabulary files)")
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
+            + ["-d", str(sdist_dir), f"llama-cpp-python=={LLAMA_VERSION}"],
+            check=True,
+        )
+    with tarfile.open(sdist) as tar:
+        member = tar.getmember(f"llama_cpp_python-{LLAMA_VERSION}/{VOCAB_MEMBER}")
+        data = tar.extractfile(member)
+        assert data is not None
+        cached.write_bytes(data.read())
+    return cached
 
 
-def build(folder: Path, small: bool) -> None:
-    """The checkpoint and its GGUFs (reused when present)."""
+def save_pythia_tokenizer(vocab_gguf: Path, folder: Path, n_vocab: int) -> None:
+    """tokenizer.json etc. of Pythia (byte-level BPE) rebuilt from llama.cpp's vocabulary file."""
+    from gguf import GGUFReader
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    fields = GGUFReader(vocab_gguf).fields
+    tokens = list(fields["tokenizer.ggml.tokens"].contents())[:n_vocab]
+    types = list(fields["tokenizer.ggml.token_type"].contents())[:n_vocab]
+    merges = [tuple(m.split(" ", 1)) for m in fields["tokenizer.ggml.merges"].contents()]
+    tok = Tokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    # control (3) tokens are special; user-defined (4) ones (whitespace runs, fillers) are added
+    added = [(t, ty) for t, ty in zip(tokens, types, strict=True) if ty > 1]
+    tok.add_tokens([AddedToken(t, special=ty == 3, normalized=False) for t, ty in added])
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|padding|>",
+    ).save_pretrained(folder)
+
+
+def build(folder: Path, quick: bool, qtype: str, vocab: Path | None, threads: int) -> None:
+    """The checkpoint and its GGUF (reused when present)."""
     from c2s_quantize import quantize_checkpoint
     from tests.quantize import quantize_builders as qb
 
     ckpt = folder / "checkpoint"
     if not (ckpt / "config.json").exists():
-        qb.train_bpe_tokenizer(ckpt)
-        if small:
+        if quick and vocab is None:
+            qb.train_bpe_tokenizer(ckpt)
             qb.save_gptneox(ckpt, 1024, max_position_embeddings=2048)
         else:
-            qb.save_gptneox(ckpt, 50304, max_position_embeddings=2048, **FULL)
-    for qtype in GGUF_TYPES:
-        if not gguf_path(folder, qtype).exists():
-            quantize_checkpoint(
-                ckpt, gguf_path(folder, qtype), qtype, hash_sources=False, threads=THREADS
-            )
+            save_pythia_tokenizer(pythia_vocab(folder, vocab), ckpt, PYTHIA_VOCAB)
+            shape = {} if quick else FULL
+            qb.save_gptneox(ckpt, PYTHIA_VOCAB, max_position_embeddings=2048, **shape)
+    if not gguf_path(folder, qtype).exists():
+        quantize_checkpoint(
+            ckpt, gguf_path(folder, qtype), qtype, hash_sources=False, threads=threads
+        )
+
+
+def gguf_path(folder: Path, qtype: str) -> Path:
+    return folder / f"model.{qtype}.gguf"
 
 
 def make_prompts(n_cells: int) -> list[str]:
     """Template 0 of the cell-type prompts with 200-gene sentences of real PBMC cells."""
     from c2s_desktop.core.dataset import open_dataset
-    from c2s_desktop.core.sentence_writer import cell_sentences
+    from c2s_desktop.core.prompts import prompt_values, template
+    from c2s_desktop.core.sentences import cell_sentences
 
-    templates = json.loads(
-        (ROOT / "resources/prompts/single_cell_cell_type_prediction_prompts.json").read_text()
-    )
     dataset = open_dataset(ROOT / "tests/data/pbmc_counts_small.h5ad")
     sentences = cell_sentences(dataset, rows=list(range(n_cells)), top_k=N_GENES)
+    tmpl = template("cell_type_prediction")
     return [
-        templates["model_input"][0].format(
-            num_genes=N_GENES, organism="Homo sapiens", cell_sentence=s
-        )
+        tmpl.format(**prompt_values(organism="Homo sapiens", n_genes=N_GENES, sentence=s))
         for s in sentences
     ]
 
@@ -113,199 +164,218 @@ def cpu_name() -> str:
     return f"{model} ({', '.join(f for f in wanted if f in flags) or 'no AVX2'})"
 
 
-def backend_line() -> str:
-    """The CPU variant llama.cpp loads here (in a child, to keep this process small)."""
-    code = "from c2s_desktop.core.engine.backend import backend_info as b; print(b().summary())"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return proc.stdout.strip()
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-# -- variants (each in a child process) ----------------------------------------------------------
+# -- sides (each a long-lived child process) -----------------------------------------------------
 def continuations() -> list[str]:
     return [f" {label}." for label in LABELS]
 
 
-def hf_model(folder: str) -> tuple[Any, Any]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+class Transformers:
+    """fp32 transformers: greedy generation and KV-cache label scoring on one loaded model."""
 
-    torch.set_num_threads(THREADS)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    return AutoTokenizer.from_pretrained(folder), model
+    def __init__(self, folder: str, threads: int) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.tok = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
 
-def hf_generate(folder: str, prompts: list[str]) -> dict[str, Any]:
-    import torch
+    def n_tokens(self, prompt: str) -> int:
+        return len(self.tok(prompt)["input_ids"])
 
-    tok, model = hf_model(folder)
-    times, answers, lengths = [], [], []
-    for prompt in prompts:
-        start = time.perf_counter()
-        ids = tok(prompt, return_tensors="pt")
-        lengths.append(ids["input_ids"].shape[1])
-        with torch.no_grad():
-            out = model.generate(
+    def generate(self, prompt: str) -> None:
+        ids = self.tok(prompt, return_tensors="pt")
+        with self.torch.no_grad():
+            self.model.generate(
                 **ids, max_new_tokens=MAX_NEW_TOKENS, do_sample=False, pad_token_id=1
             )
-        answers.append(tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True))
-        times.append(time.perf_counter() - start)
-    return {"seconds": times, "n_prompt_tokens": sum(lengths) / len(lengths)}
 
-
-def hf_score(folder: str, prompts: list[str]) -> dict[str, Any]:
-    import torch
-
-    tok, model = hf_model(folder)
-    times, lengths = [], []
-    for prompt in prompts:
-        start = time.perf_counter()
-        head = tok(prompt)["input_ids"]
-        lengths.append(len(head))
+    def score(self, prompt: str) -> None:
+        torch = self.torch
+        head = self.tok(prompt)["input_ids"]
         with torch.no_grad():
-            out = model(torch.tensor([head]), use_cache=True)
+            out = self.model(torch.tensor([head]), use_cache=True)
             cache, last = out.cache, out.logits[0, -1:]
             for cont in continuations():
-                ids = tok(prompt + cont)["input_ids"][len(head) :]
-                step = model(torch.tensor([ids]), cache=cache, use_cache=True)
+                ids = self.tok(prompt + cont)["input_ids"][len(head) :]
+                step = self.model(torch.tensor([ids]), cache=cache, use_cache=True)
                 logits = torch.cat([last, step.logits[0, :-1]]).log_softmax(-1)
                 float(logits[torch.arange(len(ids)), torch.tensor(ids)].sum())
                 cache.crop(-len(ids))  # back to the prompt
-        times.append(time.perf_counter() - start)
-    return {"seconds": times, "n_prompt_tokens": sum(lengths) / len(lengths)}
 
 
-def engine_options() -> Any:
-    from c2s_desktop.core.engine.base import EngineOptions
+class Engine:
+    """ProcessEngine with the default options (threads: --threads, as the reference's)."""
 
-    return EngineOptions(n_ctx=4096, threads=THREADS)
+    def __init__(self, path: str, threads: int) -> None:
+        from c2s_desktop.core.engine.base import EngineOptions
+        from c2s_desktop.core.engine.process import ProcessEngine
 
-
-def engine_score(path: str, prompts: list[str]) -> dict[str, Any]:
-    from c2s_desktop.core.engine.process import ProcessEngine
-
-    start = time.perf_counter()
-    with ProcessEngine(path, engine_options()) as engine:
-        load = time.perf_counter() - start
-        times = []
-        for prompt in prompts:
-            start = time.perf_counter()
-            engine.score(prompt, continuations())
-            times.append(time.perf_counter() - start)
-        n_prompt = sum(len(engine.tokenize(p)) for p in prompts) / len(prompts)
-    return {"seconds": times, "load_s": load, "n_prompt_tokens": n_prompt}
-
-
-def engine_generate(path: str, prompts: list[str]) -> dict[str, Any]:
-    from c2s_desktop.core.engine.base import GenerateParams
-    from c2s_desktop.core.engine.process import ProcessEngine
-
-    with ProcessEngine(path, engine_options()) as engine:
-        engine.generate(prompts[0][:200], GenerateParams(max_tokens=4))  # warm-up
         start = time.perf_counter()
-        gen = engine.generate(prompts[0][:200], GenerateParams(max_tokens=GEN_TOKENS))
-        seconds = time.perf_counter() - start
-    return {"tokens_per_s": gen.n_tokens / seconds, "n_tokens": gen.n_tokens}
+        self.engine = ProcessEngine(path, EngineOptions(n_ctx=4096, threads=threads))
+        self.load_s = time.perf_counter() - start
+
+    def n_tokens(self, prompt: str) -> int:
+        return len(self.engine.tokenize(prompt))
+
+    def score(self, prompt: str) -> None:
+        self.engine.score(prompt, continuations())
+
+    def generate_rate(self, prompt: str) -> float:
+        from c2s_desktop.core.engine.base import GenerateParams
+
+        self.engine.generate(prompt[:200], GenerateParams(max_tokens=4))  # warm-up
+        gen = self.engine.generate(prompt[:200], GenerateParams(max_tokens=GEN_TOKENS))
+        return gen.n_tokens / gen.seconds
+
+    def close(self) -> None:
+        self.engine.close()
 
 
-def raw_generate(path: str, prompts: list[str]) -> dict[str, Any]:
-    from llama_cpp import Llama
-
-    from c2s_desktop.core.engine.cpu_variants import ensure_loaded
-
-    ensure_loaded()  # a portable build loads its CPU kernels at run time
-    llm = Llama(path, n_ctx=4096, n_threads=THREADS, n_threads_batch=THREADS, verbose=False)
-    llm.create_completion(prompts[0][:200], max_tokens=4, temperature=0.0)  # warm-up
-    start = time.perf_counter()
-    out = llm.create_completion(prompts[0][:200], max_tokens=GEN_TOKENS, temperature=0.0)
-    seconds = time.perf_counter() - start
-    n = out["usage"]["completion_tokens"]
-    return {"tokens_per_s": n / seconds, "n_tokens": n}
-
-
-VARIANTS = {
-    "hf_generate": hf_generate,
-    "hf_score": hf_score,
-    "engine_score": engine_score,
-    "engine_generate": engine_generate,
-    "raw_generate": raw_generate,
-}
-
-
-def child(variant: str, model: str, prompts_file: str) -> None:
+def child(kind: str, model: str, prompts_file: str, threads: int) -> None:
+    """Serve ``run <method>`` lines (one timed pass over the prompts each) until ``quit``."""
     prompts = json.loads(Path(prompts_file).read_text())
-    result = VARIANTS[variant](model, prompts)
+    side: Any = Transformers(model, threads) if kind == "hf" else Engine(model, threads)
+    methods: dict[str, Callable[[str], Any]] = {"score": side.score}
+    if kind == "hf":
+        methods["generate"] = side.generate
+    side_prompts = [side.n_tokens(p) for p in prompts]
+    methods["score"](prompts[0])  # warm-up (allocations, repacking, thread pools)
+    reply({"load_s": getattr(side, "load_s", None), "n_prompt_tokens": side_prompts})
+    for line in sys.stdin:
+        command, _, arg = line.strip().partition(" ")
+        if command == "run":
+            times = []
+            for prompt in prompts:
+                start = time.perf_counter()
+                methods[arg](prompt)
+                times.append(time.perf_counter() - start)
+            reply({"seconds": times})
+        elif command == "generate_rate":
+            reply({"tokens_per_s": side.generate_rate(prompts[0])})
+        elif command == "quit":
+            break
+    if kind == "engine":
+        side.close()  # the model process is joined: its peak RSS counts among the children
     rss = max(
         resource.getrusage(r).ru_maxrss for r in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
     )
-    result["peak_rss_mb"] = rss / 1024  # Linux reports KiB
-    print("@result " + json.dumps(result), flush=True)
+    reply({"peak_rss_mb": rss / 1024})  # Linux reports KiB
 
 
-def run(variant: str, model: Path, prompts_file: Path) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", variant, str(model), str(prompts_file)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    lines = [x for x in proc.stdout.splitlines() if x.startswith("@result ")]
-    if proc.returncode != 0 or not lines:
-        raise SystemExit(f"{variant} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1].removeprefix("@result "))
+def reply(obj: dict[str, Any]) -> None:
+    print("@result " + json.dumps(obj), flush=True)
+
+
+class Side:
+    """The parent's handle on one child."""
+
+    def __init__(self, kind: str, model: Path, prompts_file: Path, threads: int) -> None:
+        cmd = [sys.executable, __file__, "--child", kind, str(model), str(prompts_file)]
+        cmd += ["--threads", str(threads)]
+        self.kind = kind
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.ready = self.read()
+
+    def read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("@result "):
+                return json.loads(line.removeprefix("@result "))
+        raise SystemExit(f"the {self.kind} child died (exit {self.proc.wait()})")
+
+    def ask(self, command: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.read()
+
+    def finish(self) -> float:
+        peak = self.ask("quit")["peak_rss_mb"]
+        self.proc.wait()
+        return float(peak)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="tiny model, quick check")
-    parser.add_argument("--cells", type=int, default=None, help="cells per variant")
-    parser.add_argument("--threads", type=int, default=THREADS, help="CPU threads per variant")
+    parser.add_argument("--quick", action="store_true", help="tiny model, smoke run")
+    parser.add_argument("--cells", type=int, default=None, help="cells (default 3, quick 2)")
+    parser.add_argument("--reps", type=int, default=None, help="best of N (default 5, quick 2)")
+    parser.add_argument("--type", default=RECOMMENDED, help="GGUF type for ProcessEngine")
+    parser.add_argument("--threads", type=int, default=None, help="threads (physical cores)")
+    parser.add_argument("--vocab", type=Path, default=None, help="ggml-vocab-gpt-neox.gguf")
+    parser.add_argument("--generation", action="store_true", help="also generation tokens/s")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads is None:
+        from c2s_desktop.core.engine.cores import physical_cores
+
+        args.threads = physical_cores()
     if args.child:
-        child(*args.child)
+        child(*args.child, args.threads)
         return
-    os.environ["C2S_BENCH_THREADS"] = str(args.threads)  # read by the children
-    folder = OUT / ("small" if args.small else "full")
-    files = {"checkpoint": folder / "checkpoint"} | {q: gguf_path(folder, q) for q in GGUF_TYPES}
+    folder = OUT / (("quick-vocab" if args.vocab else "quick") if args.quick else "full")
+    folder.mkdir(parents=True, exist_ok=True)
     prompts_file = folder / "prompts.json"
-    n_cells = args.cells or (3 if args.small else 4)
+    n_cells = args.cells or (2 if args.quick else 3)
+    reps = args.reps or (2 if args.quick else 5)
     if args.build_only:
-        build(folder, args.small)
+        build(folder, args.quick, args.type, args.vocab, args.threads)
         prompts_file.write_text(json.dumps(make_prompts(n_cells)))
         return
-    # Build in a child too: a forked child starts with its parent's peak RSS on Linux, so the
-    # parent must stay small for the children's ru_maxrss to mean anything.
+    started = time.perf_counter()
+    # A forked child starts with its parent's peak RSS on Linux: build in a child too.
     subprocess.run([sys.executable, __file__, "--build-only", *sys.argv[1:]], check=True)
-    variants = [
-        ("transformers fp32, greedy generate", "hf_generate", "checkpoint"),
-        ("transformers fp32, KV cache + label scoring", "hf_score", "checkpoint"),
-    ] + [(f"ProcessEngine {q.upper()}, label scoring", "engine_score", q) for q in GGUF_TYPES]
-    print(f"CPU: {cpu_name()}\nllama.cpp: {backend_line()}")
-    print(f"{n_cells} cells, {len(LABELS)} labels, {args.threads} threads\n")
-    print("| variant | prompt tokens | s/cell (mean) | s/cell (min) | load s | peak RSS MB |")
-    print("|---|---|---|---|---|---|")
-    results = {}
-    for name, variant, file in variants:
-        r = results[variant, file] = run(variant, files[file], prompts_file)
-        s, load = r["seconds"], f"{r['load_s']:.1f}" if "load_s" in r else "-"
-        print(
-            f"| {name} | {r['n_prompt_tokens']:.0f} | {sum(s) / len(s):.2f} | {min(s):.2f} "
-            f"| {load} | {r['peak_rss_mb']:.0f} |",
-            flush=True,
-        )
-    mean = {k: sum(r["seconds"]) / len(r["seconds"]) for k, r in results.items()}
-    ref = min(("hf_generate", "checkpoint"), ("hf_score", "checkpoint"), key=mean.__getitem__)
-    ours = ("engine_score", RECOMMENDED)
+    from c2s_desktop.core.engine.backend import backend_info
+
+    print(f"CPU: {cpu_name()}\nllama.cpp: {backend_info().summary()}")
+    print(f"load average before: {load_average()}")
     print(
-        f"\n{RECOMMENDED.upper()} label scoring vs the faster reference ({ref[0]}): "
-        f"{mean[ref] / mean[ours]:.2f}x the speed at "
-        f"{results[ours]['peak_rss_mb'] / results[ref]['peak_rss_mb']:.0%} of its peak memory"
+        f"{n_cells} cells x {len(LABELS)} labels, best of {reps} interleaved reps, "
+        f"{args.threads} threads\n",
+        flush=True,
     )
-    print("\n| generation (Q8_0, greedy) | tokens/s | tokens | peak RSS MB |")
+    hf = Side("hf", folder / "checkpoint", prompts_file, args.threads)
+    engine = Side("engine", gguf_path(folder, args.type), prompts_file, args.threads)
+    runs: dict[str, tuple[Side, str]] = {
+        "transformers fp32, greedy generate": (hf, "generate"),
+        "transformers fp32, KV cache + label scoring": (hf, "score"),
+        f"ProcessEngine {args.type.upper()}, label scoring (defaults)": (engine, "score"),
+    }
+    best: dict[str, list[float]] = {name: [float("inf")] * n_cells for name in runs}
+    names = list(runs)
+    for rep in range(reps):
+        for name in names[rep % len(names) :] + names[: rep % len(names)]:
+            side, method = runs[name]
+            seconds = side.ask(f"run {method}")["seconds"]
+            best[name] = [min(a, b) for a, b in zip(best[name], seconds, strict=True)]
+    rate = engine.ask("generate_rate")["tokens_per_s"] if args.generation else None
+    peak = {"hf": hf.finish(), "engine": engine.finish()}
+    per_cell = {name: sum(b) / len(b) for name, b in best.items()}
+    print("| variant | prompt tokens | s/cell (best of reps) | peak RSS MB |")
     print("|---|---|---|---|")
-    for name, variant in (
-        ("ProcessEngine", "engine_generate"),
-        ("raw llama-cpp-python", "raw_generate"),
-    ):
-        r = run(variant, files["q8_0"], prompts_file)
-        print(f"| {name} | {r['tokens_per_s']:.1f} | {r['n_tokens']} | {r['peak_rss_mb']:.0f} |")
+    for name, (side, _) in runs.items():
+        tokens = side.ready["n_prompt_tokens"]
+        print(
+            f"| {name} | {sum(tokens) / len(tokens):.0f} | {per_cell[name]:.2f} "
+            f"| {peak[side.kind]:.0f} |"
+        )
+    ref = min(names[:2], key=per_cell.__getitem__)
+    print(
+        f"\n{args.type.upper()} label scoring vs the faster reference ({ref}): "
+        f"{per_cell[ref] / per_cell[names[2]]:.2f}x the speed at "
+        f"{peak['engine'] / peak['hf']:.0%} of its peak memory "
+        f"(ProcessEngine load {engine.ready['load_s']:.1f} s)"
+    )
+    if rate is not None:
+        print(f"ProcessEngine {args.type.upper()} greedy generation: {rate:.1f} tokens/s")
+    print(f"load average after: {load_average()}; {time.perf_counter() - started:.0f} s in all")
 
 
 if __name__ == "__main__":
