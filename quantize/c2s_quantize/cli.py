@@ -3,6 +3,7 @@
     c2s-quantize SOURCE -o OUT.gguf --type q8_0 [--verify]
     c2s-quantize verify ORIGINAL GGUF
     c2s-quantize info GGUF
+    c2s-quantize export-hf MODEL.gguf OUT_DIR
 
 User errors print ``error: <file>: <problem> — <hint>`` on one line and exit with status 2;
 a failed verification exits with status 1.
@@ -50,11 +51,13 @@ out = Console(highlight=False, soft_wrap=True)
 convert_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 verify_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 info_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+export_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 @convert_app.command(
     help="Convert a C2S checkpoint (folder or hub repo id) to a GGUF file.",
-    epilog="Also: c2s-quantize verify ORIGINAL GGUF | c2s-quantize info GGUF (each has --help).",
+    epilog="Also: c2s-quantize verify ORIGINAL GGUF | c2s-quantize info GGUF | "
+    "c2s-quantize export-hf GGUF OUT_DIR (each has --help).",
 )
 def convert(
     source: Annotated[str, typer.Argument(help="Checkpoint folder, or hub repo id to download.")],
@@ -150,10 +153,30 @@ def info(gguf: Annotated[Path, typer.Argument(help="GGUF file.")]) -> None:
             out.print(f"c2s.{key}: " + "\n    ".join(map(str, items)), markup=False)
 
 
+@export_app.command(help="Export a GGUF model as a Hugging Face folder (to fine-tune it).")
+def export_hf(
+    gguf: Annotated[Path, typer.Argument(help="GGUF model file.")],
+    output: Annotated[Path, typer.Argument(help="New output folder.")],
+) -> None:
+    from .export_hf import export_hf as export
+
+    with _guard() as cancel, _progress() as progress:
+        result = export(gguf, output, progress=progress, cancel=cancel)
+    out.print(
+        f"wrote {result.folder} ({result.architecture}, {result.n_tensors} tensors, "
+        f"{result.bytes_written / 1e6:.1f} MB F32) in {result.seconds:.1f} s",
+        markup=False,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (dispatches ``verify`` / ``info`` subcommands)."""
     args = sys.argv[1:] if argv is None else argv
-    apps: dict[str, typer.Typer] = {"verify": verify_app, "info": info_app}
+    apps: dict[str, typer.Typer] = {
+        "verify": verify_app,
+        "info": info_app,
+        "export-hf": export_app,
+    }
     if args and args[0] in apps:
         apps[args[0]](args=args[1:], prog_name=f"c2s-quantize {args[0]}")
     else:
