@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import sys
+from pathlib import Path
 
 import llama_cpp
+import psutil
 import pytest
 
 from c2s_desktop import __version__
@@ -20,22 +24,38 @@ def run(capsys, *args: str) -> tuple[int, str]:
     return int(info.value.code or 0), capsys.readouterr().out
 
 
+GPU_MODULES = ("cuda", "vulkan", "metal", "hip", "sycl", "opencl")
+# The instructions the CPU part may name, and the /proc/cpuinfo flag each needs.
+CPU_FLAGS = {"AVX-512": "avx512f", "VNNI": "avx512_vnni", "BF16": "avx512_bf16", "AMX": "amx_tile"}
+
+
 def test_backend_info_lists_the_cpu_device_of_this_build():
     info = backend_info()
-    assert info.llama_cpp_python == llama_cpp.__version__
-    assert info.gpu_offload == bool(llama_cpp.llama_supports_gpu_offload())
+    # The installed distribution, and the build's own backend modules beside libllama.
+    assert info.llama_cpp_python == importlib.metadata.version("llama_cpp_python")
+    modules = [p.name for p in (Path(llama_cpp.__file__).parent / "lib").glob("libggml-*")]
+    has_gpu_module = any(f"libggml-{kind}" in name for name in modules for kind in GPU_MODULES)
+    assert info.gpu_offload == has_gpu_module
+    assert info.gpu_offload == any(d.kind in ("gpu", "igpu") for d in info.devices)
     assert "CPU" in info.backends
     cpus = [d for d in info.devices if d.kind == "cpu"]
     assert len(cpus) == 1 and cpus[0].backend == "CPU"
-    assert cpus[0].memory_total > 0  # the CPU device reports the machine's memory
+    assert cpus[0].memory_total == psutil.virtual_memory().total  # the machine's memory
     assert "CPU" in info.system_info  # llama_print_system_info: "CPU : SSE3 = 1 | ..."
     assert info.frozen is False
     if not info.gpu_offload:  # the default (CPU) build: models run on the CPU
         assert info.accelerator == "CPU"
-        assert info.summary() == f"{info.cpu_label} · llama-cpp-python {llama_cpp.__version__}"
-    # The CPU part names the instructions the kernels use (and the run-time variant, if any).
+        assert info.summary() == f"{info.cpu_label} · llama-cpp-python {info.llama_cpp_python}"
+    # The CPU part names the run-time variant (one of the build's modules) and the instructions
+    # its kernels use, each of which this CPU has.
     assert info.cpu_label.startswith("CPU · ") and info.cpu_features
+    if info.cpu_variant is not None:
+        assert f"libggml-cpu-{info.cpu_variant}.so" in modules
     assert info.cpu_features.split()[0] in ("AVX-512", "AVX2", "AVX", "SSE")
+    flags = set(Path("/proc/cpuinfo").read_text().split()) if sys.platform == "linux" else None
+    for word in info.cpu_features.split():
+        if flags is not None and word in CPU_FLAGS:
+            assert CPU_FLAGS[word] in flags, f"{word} named but the CPU lacks {CPU_FLAGS[word]}"
 
 
 def test_a_gpu_device_names_the_accelerator():
@@ -70,11 +90,12 @@ def test_version_json_prints_app_version_and_backend(capsys):
     data = json.loads(out)
     assert data["c2s_desktop"] == __version__
     backend = data["backend"]
-    assert backend["llama_cpp_python"] == llama_cpp.__version__
-    assert isinstance(backend["gpu_offload"], bool)
-    assert any(d["kind"] == "cpu" for d in backend["devices"])
-    assert backend["summary"].endswith(llama_cpp.__version__)
-    assert backend["cpu_label"].startswith("CPU · ") and "cpu_variant" in backend
+    # What the command prints is what the library reports here (free memory moves).
+    expected = json.loads(json.dumps(backend_info().as_dict()))
+    for d in (*backend["devices"], *expected["devices"]):
+        d.pop("memory_free")
+    assert backend == expected
+    assert backend["llama_cpp_python"] == importlib.metadata.version("llama_cpp_python")
 
 
 def test_plain_version_is_unchanged(capsys):
