@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
-from ..errors import InputFileError
+from ..errors import C2SError, InputFileError
+from ..progress import CancelToken, ProgressFn, no_progress
 
 TARGET_MODULES: dict[str, tuple[str, ...]] = {
     "GPTNeoXForCausalLM": ("query_key_value", "dense"),
@@ -16,6 +20,10 @@ TARGET_MODULES: dict[str, tuple[str, ...]] = {
 """The linear layers LoRA adapts, per architecture (attention in and out projections)."""
 GGUF_ARCH = {"GPTNeoXForCausalLM": "gptneox", "Gemma2ForCausalLM": "gemma2"}
 _HINT = "give the Hugging Face folder the GGUF was converted from (config.json, *.safetensors)"
+
+
+class TrainingUnavailable(C2SError):
+    """torch, transformers or peft (or the adapter writer) is not installed."""
 
 
 @dataclass(frozen=True)
@@ -36,13 +44,8 @@ class BaseInfo:
 def check_base(base: str | Path) -> BaseInfo:
     """Refuse a base that is not a supported HF checkpoint folder (one line, with the fix)."""
     path = Path(base)
-    if path.is_file() and path.suffix.lower() == ".gguf":
-        hint = (
-            "export it first: c2s-quantize export-hf MODEL.gguf DIR"
-            if find_spec("c2s_quantize.export_hf") is not None
-            else _HINT
-        )
-        raise InputFileError("is a GGUF file, not a checkpoint folder", path=path, hint=hint)
+    if is_gguf(path):
+        raise InputFileError("is a GGUF file, not a checkpoint folder", path=path, hint=_HINT)
     if not path.is_dir():
         raise InputFileError("no such checkpoint folder", path=path, hint=_HINT)
     config_path = path / "config.json"
@@ -76,3 +79,41 @@ def train_available() -> str | None:
         f"fine-tuning needs {', '.join(missing)}: "
         "pip install 'c2s-desktop[train]' (CPU works; a CUDA or MPS torch is used when present)"
     )
+
+
+def is_gguf(path: str | Path) -> bool:
+    return Path(path).is_file() and Path(path).suffix.lower() == ".gguf"
+
+
+def can_export_gguf() -> bool:
+    """Whether a GGUF base can be exported to a checkpoint folder (c2s-quantize export-hf)."""
+    return find_spec("c2s_quantize") is not None and find_spec("c2s_quantize.export_hf") is not None
+
+
+@contextlib.contextmanager
+def base_folder(
+    base: str | Path, progress: ProgressFn = no_progress, cancel: CancelToken | None = None
+) -> Iterator[Path]:
+    """``base`` itself, or for a GGUF file its export to a temporary checkpoint folder (which
+    records the GGUF's hash and source files, so the adapter names the right base)."""
+    path = Path(base)
+    if not is_gguf(path) or not can_export_gguf():
+        yield path
+        return
+    from c2s_quantize.errors import Cancelled as QCancelled
+    from c2s_quantize.errors import QuantizeError
+    from c2s_quantize.export_hf import export_hf
+
+    from ..errors import Cancelled
+
+    with tempfile.TemporaryDirectory(prefix="c2s-base-") as tmp:
+        folder = Path(tmp) / path.stem
+        try:
+            export_hf(
+                path, folder, progress=lambda m, f: progress(0.01 * float(f), str(m)), cancel=cancel
+            )
+        except QCancelled:
+            raise Cancelled() from None
+        except QuantizeError as exc:
+            raise InputFileError(exc.message, path=exc.path or path, hint=exc.hint) from None
+        yield folder

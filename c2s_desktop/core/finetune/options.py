@@ -105,3 +105,4 @@ class FinetuneResult:
     losses: tuple[float, ...] = ()
     """Mean training loss of each epoch."""
     device: str = "cpu"
+    warnings: tuple[str, ...] = ()

@@ -25,7 +25,7 @@ class FinetuneFailed(RuntimeError):
 
 
 def _errors() -> dict[str, type[C2SError]]:
-    from .train import TrainingUnavailable
+    from .base import TrainingUnavailable
 
     classes: tuple[type[C2SError], ...] = (
         C2SError, InputFileError, DataError, OutputError, TrainingUnavailable,

@@ -16,6 +16,7 @@ import math
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,10 +30,10 @@ from ..audit import file_sha256, folder_sha256
 from ..catalog import DEFAULT_GENES
 from ..checkpoints import checkpoint_dir, run_key
 from ..dataset import open_dataset
-from ..errors import C2SError, Cancelled, DataError, InputFileError, OutputError
+from ..errors import Cancelled, DataError, InputFileError, OutputError
 from ..progress import CancelToken, ProgressFn, check_cancel, no_progress
 from ..sentences import cell_sentences
-from .base import BaseInfo, check_base, train_available
+from .base import BaseInfo, TrainingUnavailable, base_folder, check_base, train_available
 from .examples import Example, ExampleBuilder
 from .options import DEVICES, FinetuneOptions, FinetuneResult, SplitPlan, StepReport
 from .scoring import accuracy, label_logprobs
@@ -40,10 +41,6 @@ from .split import plan_split
 
 StepFn = Callable[[StepReport], None]
 _FORMAT = 1
-
-
-class TrainingUnavailable(C2SError):
-    """torch, transformers or peft is not installed."""
 
 
 @dataclass
@@ -79,11 +76,32 @@ def finetune(
     read_options: Mapping[str, Any] | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``base_dir`` on the labelled cells of ``data_path``; write the adapter GGUF
-    (and ``merge_dir``, a merged checkpoint, when given). See the module docstring."""
+    (and ``merge_dir``, a merged checkpoint, when given). See the module docstring.
+    ``base_dir`` may be a GGUF file when c2s-quantize can export it to a checkpoint."""
     progress = progress or no_progress
-    t0 = time.perf_counter()
     out = check_writable(out_path, overwrite=overwrite)
     merged = _check_merge_dir(merge_dir, overwrite)
+    hint = train_available()
+    if hint:
+        raise TrainingUnavailable(hint)
+    with base_folder(base_dir, progress, cancel) as folder:
+        return _finetune(
+            data_path, folder, out, options, progress, cancel, on_step, merged, read_options
+        )
+
+
+def _finetune(
+    data_path: str | Path,
+    base_dir: Path,
+    out: Path,
+    options: FinetuneOptions,
+    progress: ProgressFn,
+    cancel: CancelToken | None,
+    on_step: StepFn | None,
+    merged: Path | None,
+    read_options: Mapping[str, Any] | None,
+) -> FinetuneResult:
+    t0 = time.perf_counter()
     job = _prepare(data_path, base_dir, options, progress, cancel, read_options)
     import torch
 
@@ -180,6 +198,7 @@ def finetune(
         resumed_step=resumed,
         losses=tuple(epoch_losses),
         device=str(job.device),
+        warnings=tuple(job.warnings),
     )
 
 
@@ -195,7 +214,8 @@ def measure_step(
     written and the model is left as it was loaded."""
     import torch
 
-    job = _prepare(data_path, base_dir, options, no_progress, None, read_options, holdout=False)
+    with base_folder(base_dir) as folder:
+        job = _prepare(data_path, folder, options, no_progress, None, read_options, holdout=False)
     model = _with_lora(job, options)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=options.lr)
@@ -314,7 +334,9 @@ def _with_lora(job: _Job, options: FinetuneOptions) -> Any:
     import torch
 
     torch.manual_seed(options.seed)
-    return get_peft_model(job.model, config)
+    with warnings.catch_warnings():  # transformers' deprecation notes on peft's calls
+        warnings.simplefilter("ignore", FutureWarning)
+        return get_peft_model(job.model, config)
 
 
 def _schedule(
