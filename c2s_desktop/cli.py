@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``c2s`` console script."""
     multiprocessing.freeze_support()  # the model process is spawned; needed in frozen bundles
     from . import (
+        cli_finetune,  # noqa: F401 - registers finetune
         cli_prepare,  # noqa: F401 - registers preprocess and markers
         cli_tasks,  # noqa: F401 - registers the model commands on ``app``
     )
