@@ -126,7 +126,7 @@ def reference_generate_sentences():
 
 def run_ours(path: Path, out: Path, top_k: int | None) -> float:
     from c2s_desktop.core.dataset import open_dataset
-    from c2s_desktop.core.sentence_writer import write_sentences_csv
+    from c2s_desktop.core.sentence_csv import write_sentences_csv
 
     t0 = time.perf_counter()
     with open_dataset(path) as ds:

@@ -108,7 +108,7 @@ def sentences(
     data_args: DataArgs = DATA_DEFAULTS,
 ) -> None:
     """Write cell sentences as CSV: cell_id,cell_sentence[,obs columns]."""
-    from .core.sentence_writer import write_sentences_csv
+    from .core.sentence_csv import write_sentences_csv
 
     columns = [c for item in (obs or []) for c in item.split(",") if c]
     params = {

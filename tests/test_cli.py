@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from c2s_desktop.cli import main
 from c2s_desktop.core.dataset import open_dataset
-from c2s_desktop.core.sentence_writer import cell_sentences
+from c2s_desktop.core.sentences import cell_sentences
 
 from .conftest import sha256, write_h5ad
 

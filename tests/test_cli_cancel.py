@@ -20,7 +20,7 @@ def test_ctrl_c_cancels_within_a_second_without_output(tmp_path):
     data = write_h5ad(tmp_path / "big.h5ad", X)
     out = tmp_path / "out.csv"
     code = (
-        "import sys, c2s_desktop.core.sentence_writer as w\n"
+        "import sys, c2s_desktop.core.sentences as w\n"
         "w.TARGET_CHUNK_NNZ = 20_000\n"  # many small chunks: a slow run to interrupt
         "from c2s_desktop.cli import main\n"
         f"main(['sentences', {str(data)!r}, '-o', {str(out)!r}])\n"

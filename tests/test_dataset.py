@@ -17,7 +17,7 @@ from c2s_desktop.core.dataset import (
     open_dataset,
 )
 from c2s_desktop.core.errors import DataError, InputFileError
-from c2s_desktop.core.sentence_writer import cell_sentences
+from c2s_desktop.core.sentences import cell_sentences
 
 from .conftest import sha256, write_h5ad
 from .reference import slow_sentences

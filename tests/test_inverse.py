@@ -16,7 +16,7 @@ from c2s_desktop.core.inverse import (
     postprocess_generated,
     rank_points,
 )
-from c2s_desktop.core.sentence_writer import cell_sentences
+from c2s_desktop.core.sentences import cell_sentences
 
 utils = pytest.importorskip("cell2sentence.utils")
 

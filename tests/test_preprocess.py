@@ -35,7 +35,7 @@ from c2s_desktop.core.preprocess import (
     removed_by_filter,
     run_preprocess_process,
 )
-from c2s_desktop.core.sentence_writer import cell_sentences
+from c2s_desktop.core.sentences import cell_sentences
 
 from .conftest import REAL_H5AD, sha256, write_h5ad
 

@@ -26,7 +26,7 @@ from c2s_desktop.core.readers import (
     is_matrix_folder,
 )
 from c2s_desktop.core.resources import resource_path
-from c2s_desktop.core.sentence_writer import cell_sentences
+from c2s_desktop.core.sentences import cell_sentences
 
 from .conftest import REAL_H5AD, write_h5ad
 from .tenx import real_counts, write_h5_v2, write_h5_v3, write_mtx_folder

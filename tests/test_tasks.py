@@ -19,7 +19,7 @@ from c2s_desktop.core.prompts import (
     template,
 )
 from c2s_desktop.core.resources import resource_path
-from c2s_desktop.core.sentence_writer import cell_sentences
+from c2s_desktop.core.sentences import cell_sentences
 from c2s_desktop.core.tasks.annotate import (
     MODE_PER_CELL,
     MODE_REPRESENTATIVE,

@@ -1,10 +1,12 @@
 """CSV out: RFC 4180 quoting and atomic tables (results, selections, marker genes).
 
-The cell-sentence writer streams its own lines for speed but quotes with :func:`csv_field`.
+The cell-sentence CSV (:mod:`.sentence_csv`) streams its own lines for speed but quotes with
+:func:`csv_field` and :func:`needs_csv_quotes`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,14 @@ def csv_field(value: str) -> str:
     if any(c in value for c in ',"\r\n'):
         return '"' + value.replace('"', '""') + '"'
     return value
+
+
+_CSV_SPECIAL = re.compile(r'[,"\r\n]')
+
+
+def needs_csv_quotes(values: Sequence[str]) -> bool:
+    """Whether any of ``values`` holds a comma, quote or line break (one regex pass)."""
+    return bool(_CSV_SPECIAL.search("\x00".join(map(str, values))))
 
 
 def cell_text(value: Any) -> str:

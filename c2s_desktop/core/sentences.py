@@ -1,4 +1,8 @@
-"""The C2S rank transform: expression rows → cell sentences, vectorised over CSR row chunks.
+"""Dataset → cell sentences: the C2S rank transform, vectorised over CSR row chunks.
+
+Reading happens on the calling thread (h5py is not parallel); ranking and text assembly of
+chunks run on a small thread pool (NumPy sorts and gathers release the GIL), so memory stays
+bounded by the chunk size times the chunks in flight. :mod:`.sentence_csv` writes the CSV.
 
 A cell sentence lists the cell's expressed genes (upper-cased symbols, see :mod:`.genes`) by
 descending expression value, separated by one space. Rules, applied the same way on every path:
@@ -17,18 +21,31 @@ float32 data); otherwise an exact float64 path is used.
 
 from __future__ import annotations
 
-import re
+import ctypes
+import ctypes.util
+import functools
+import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
+from .csv_table import needs_csv_quotes
+from .errors import DataError
 from .genes import Vocabulary
+from .progress import CancelToken, check_cancel
+
+if TYPE_CHECKING:
+    from .dataset import Dataset
 
 _PAD = np.uint64(np.iinfo(np.uint64).max)
 _MAX_EXACT_F32_INT = 2**24
+TARGET_CHUNK_NNZ = 1_500_000
 
 
 @dataclass(frozen=True)
@@ -165,14 +182,6 @@ def _rank_exact(words_csr: sp.csr_matrix, counts: np.ndarray, top_k: int | None)
     return RankedChunk(words[keep], np.minimum(counts, top_k))
 
 
-_CSV_SPECIAL = re.compile(r'[,"\r\n]')
-
-
-def needs_csv_quotes(values: Sequence[str]) -> bool:
-    """Whether any of ``values`` holds a comma, quote or line break (one regex pass)."""
-    return bool(_CSV_SPECIAL.search("\x00".join(map(str, values))))
-
-
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Concatenated ``range(start, start + length)`` → (positions, offsets within each range)."""
     local = np.arange(int(lengths.sum()), dtype=np.int64)
@@ -268,3 +277,110 @@ def sentences_from_matrix(
     csr.sum_duplicates()
     ranked = rank_words(to_word_matrix(csr, vocab), top_k)
     return SentenceEncoder(vocab.words).sentences(ranked)
+
+
+LineEncoder = Callable[[np.ndarray, RankedChunk], bytes]
+"""Text of a ranked chunk's lines, given the chunk's row indices."""
+
+
+@functools.cache
+def tune_allocator() -> None:
+    """Keep large freed buffers in the process (glibc) instead of returning them to the OS.
+
+    Every chunk allocates arrays of tens of MB; by default glibc maps and unmaps each one, and
+    the page faults of touching fresh pages cost more than the ranking itself. Peak memory is
+    unchanged (the same buffers are reused).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 512 * 1024**2)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 1024 * 1024**2)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def default_threads() -> int:
+    """Worker threads for ranking: the usable cores, at most 8."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(8, n))
+
+
+def chunk_rows_for(dataset: Dataset) -> int:
+    """Rows per chunk so a chunk holds about ``TARGET_CHUNK_NNZ`` stored values."""
+    lay = dataset.matrix.layout
+    per_row = max(1.0, lay.nnz / max(1, lay.shape[0]))
+    return int(np.clip(TARGET_CHUNK_NNZ / per_row, 32, 16384))
+
+
+def iter_ranked(
+    dataset: Dataset,
+    top_k: int | None = None,
+    *,
+    rows: np.ndarray | None = None,
+    threads: int | None = None,
+    cancel: CancelToken | None = None,
+    encode: LineEncoder | None = None,
+) -> Iterator[tuple[np.ndarray, RankedChunk, bytes]]:
+    """Yield ``(row_indices, ranked, lines)`` chunk by chunk, in row order.
+
+    ``lines`` is the output of ``encode`` for the chunk (``b""`` without one). Raises
+    :class:`DataError` (naming the file, source and cell) on NaN/inf/negative values.
+    """
+    vocab = dataset.vocabulary
+    n_threads = threads or default_threads()
+    tune_allocator()
+
+    def work(idx: np.ndarray, chunk) -> tuple[np.ndarray, RankedChunk, bytes]:  # noqa: ANN001
+        try:
+            ranked = rank_words(to_word_matrix(chunk, vocab), top_k)
+        except InvalidValues as exc:
+            cell = dataset.cell_ids[idx[exc.row]]
+            raise DataError(
+                f"{dataset.source.name} contains {exc.what} (first in cell '{cell}')",
+                path=dataset.path,
+                hint="cell sentences need non-negative, finite values; choose another source "
+                "with --source",
+            ) from None
+        return idx, ranked, encode(idx, ranked) if encode else b""
+
+    chunks = dataset.matrix.iter_rows(chunk_rows_for(dataset), rows)
+    with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="c2s-rank") as pool:
+        pending: deque[Future] = deque()
+        try:
+            for idx, chunk in chunks:
+                check_cancel(cancel)
+                pending.append(pool.submit(work, idx, chunk))
+                while len(pending) > n_threads:
+                    yield pending.popleft().result()
+            while pending:
+                check_cancel(cancel)
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+def cell_sentences(
+    dataset: Dataset, rows: np.ndarray | None = None, top_k: int | None = None
+) -> list[str]:
+    """Sentences of the given cells (all when ``rows`` is None) as strings, in row order."""
+    encoder = SentenceEncoder(dataset.vocabulary.words)
+    order = None
+    if rows is not None:
+        rows = np.asarray(rows, dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        rows = rows[order]
+    out: list[str] = []
+    for _, ranked, _ in iter_ranked(dataset, top_k, rows=rows):
+        out.extend(encoder.sentences(ranked))
+    if order is None:
+        return out
+    result = [""] * len(out)
+    for pos, i in enumerate(order):
+        result[i] = out[pos]
+    return result

@@ -42,7 +42,7 @@ from ..core.selection import (
     save_selections,
     session_file,
 )
-from ..core.sentence_writer import cell_sentences
+from ..core.sentences import cell_sentences
 from ..core.tasks.embed import EmbedOptions, EmbedResult, embed_cells
 from .audit_jobs import audited
 from .dialogs import show_error

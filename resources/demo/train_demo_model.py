@@ -41,7 +41,7 @@ from c2s_desktop.core.prompts import (  # noqa: E402
     prompt_values,
     templates,
 )
-from c2s_desktop.core.sentence_writer import cell_sentences  # noqa: E402
+from c2s_desktop.core.sentences import cell_sentences  # noqa: E402
 
 DATA = HERE / "pbmc_demo.h5ad"
 OUT = HERE / "c2s-demo-pbmc.q8_0.gguf"

@@ -31,7 +31,7 @@ from c2s_desktop.core.prompts import (  # noqa: E402
     template,
 )
 from c2s_desktop.core.resources import resource_path  # noqa: E402
-from c2s_desktop.core.sentence_writer import cell_sentences  # noqa: E402
+from c2s_desktop.core.sentences import cell_sentences  # noqa: E402
 from c2s_desktop.core.tasks.annotate import MODE_PER_CELL, AnnotateOptions, annotate  # noqa: E402
 
 from ..test_cli import run  # noqa: E402

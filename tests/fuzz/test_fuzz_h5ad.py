@@ -23,7 +23,7 @@ from c2s_desktop.core import inspect_child
 from c2s_desktop.core.dataset import DatasetInfo, open_dataset
 from c2s_desktop.core.errors import InputFileError
 from c2s_desktop.core.inspect_child import TIMEOUT_ENV, is_known
-from c2s_desktop.core.sentence_writer import cell_sentences
+from c2s_desktop.core.sentences import cell_sentences
 from tests.conftest import write_h5ad
 
 from .common import FUZZ, result_or_c2s_error, watchdog

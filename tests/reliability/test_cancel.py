@@ -20,7 +20,7 @@ from c2s_desktop.core.dataset import open_dataset
 from c2s_desktop.core.engine.base import EngineOptions, GenerateParams
 from c2s_desktop.core.engine.process import ProcessEngine
 from c2s_desktop.core.errors import Cancelled
-from c2s_desktop.core.sentence_writer import write_sentences_csv
+from c2s_desktop.core.sentence_csv import write_sentences_csv
 from tests.badinput.corpus import DATA, MODEL
 from tests.conftest import write_h5ad
 

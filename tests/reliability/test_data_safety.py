@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from c2s_desktop.core.dataset import open_dataset
-from c2s_desktop.core.sentence_writer import cell_sentences
+from c2s_desktop.core.sentences import cell_sentences
 from tests.badinput.corpus import DATA, MODEL
 from tests.conftest import sha256
 from tests.test_cli import run

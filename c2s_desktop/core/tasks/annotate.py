@@ -38,7 +38,7 @@ from ..prompts import (
     prompt_values,
     template,
 )
-from ..sentence_writer import cell_sentences
+from ..sentences import cell_sentences
 from .common import CellPromptFitter, context_size, setup
 
 MODE_AUTO = "auto"

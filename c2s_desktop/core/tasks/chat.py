@@ -18,7 +18,7 @@ from ..engine.base import Engine, GenerateParams, TokenCallback
 from ..errors import DataError
 from ..progress import CancelToken
 from ..prompts import multi_cell_block
-from ..sentence_writer import cell_sentences
+from ..sentences import cell_sentences
 from .common import fit_prompt, setup
 from .summarize import pick_cells
 

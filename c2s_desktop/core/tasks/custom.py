@@ -10,7 +10,7 @@ from ..dataset import Dataset
 from ..engine.base import Engine, GenerateParams
 from ..progress import CancelToken, ProgressFn, check_cancel, no_progress
 from ..prompts import Template, prompt_values
-from ..sentence_writer import cell_sentences
+from ..sentences import cell_sentences
 from .common import setup
 
 

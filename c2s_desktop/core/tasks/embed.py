@@ -11,7 +11,7 @@ from ..dataset import Dataset
 from ..engine.base import Engine
 from ..progress import CancelToken, ProgressFn, check_cancel, no_progress
 from ..prompts import CELL_TYPE_PREDICTION, prompt_values, template
-from ..sentence_writer import cell_sentences
+from ..sentences import cell_sentences
 from .common import setup
 
 

@@ -17,7 +17,7 @@ from ..engine.base import Engine, GenerateParams, TokenCallback
 from ..markers import MarkerGene, top_genes
 from ..progress import CancelToken, ProgressFn, no_progress
 from ..prompts import NL_INTERPRETATION, prompt_values, template
-from ..sentence_writer import cell_sentences
+from ..sentences import cell_sentences
 from .common import fit_prompt, setup
 
 SUMMARY_PARAMS = GenerateParams(max_tokens=256, temperature=0.7, top_k=30, top_p=0.9, seed=0)
