@@ -1,7 +1,7 @@
 """``c2s-quantize`` command line: convert/quantize, ``verify`` and ``info``.
 
     c2s-quantize SOURCE -o OUT.gguf --type q8_0 [--verify]
-    c2s-quantize verify ORIGINAL GGUF
+    c2s-quantize verify ORIGINAL GGUF [GGUF ...]
     c2s-quantize info GGUF
     c2s-quantize export-hf MODEL.gguf OUT_DIR
 
@@ -31,7 +31,7 @@ from .errors import QuantizeError
 from .progress import ProgressFn
 from .provenance import SourceInfo, read_provenance
 from .qtypes import QUANT_TYPES, recommendation
-from .verify import VerifyReport, gguf_type_name, verify_gguf
+from .verify import VerifyReport, gguf_type_name, types_markdown, verify_ggufs
 
 QType = Enum("QType", {n: n for n in QUANT_TYPES}, type=str)  # type: ignore[misc]
 _DEFAULT_TYPE = QType("q8_0")
@@ -114,10 +114,12 @@ def convert(
             _finish_report(result.verification, report or _default_prefix(output))
 
 
-@verify_app.command(help="Compare a GGUF with its original (checkpoint folder or GGUF).")
+@verify_app.command(
+    help="Compare GGUFs (e.g. one per type) with their original (checkpoint folder or GGUF)."
+)
 def verify(
     original: Annotated[Path, typer.Argument(help="Checkpoint folder or reference GGUF.")],
-    gguf: Annotated[Path, typer.Argument(help="GGUF file to check.")],
+    ggufs: Annotated[list[Path], typer.Argument(help="GGUF file(s) to check.")],
     report: Annotated[
         Path | None, typer.Option(help="Report path prefix (default: GGUF.verify).")
     ] = None,
@@ -129,17 +131,27 @@ def verify(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show llama.cpp logs.")] = False,
 ) -> None:
     _setup_logging(verbose)
-    with _guard() as cancel, _progress() as progress:
-        result = verify_gguf(
-            original,
-            gguf,
-            use_transformers=_USE_TRANSFORMERS[reference],
-            min_top1=min_top1,
-            threads=threads,
-            progress=progress,
-            cancel=cancel,
-        )
-    _finish_report(result, report or _default_prefix(gguf))
+    with _guard() as cancel:
+        if report is not None and len(ggufs) > 1:
+            raise QuantizeError(
+                "--report names one report but several GGUFs were given",
+                "leave --report out: each GGUF's report goes beside it (GGUF.verify.md)",
+            )
+        with _progress() as progress:
+            results = verify_ggufs(
+                original,
+                ggufs,
+                use_transformers=_USE_TRANSFORMERS[reference],
+                min_top1=min_top1,
+                threads=threads,
+                progress=progress,
+                cancel=cancel,
+            )
+    passed = [_write_report(r, report or _default_prefix(Path(r.candidate))) for r in results]
+    if len(results) > 1:
+        out.print("\n" + types_markdown(results), markup=False)
+    if not all(passed):
+        raise typer.Exit(1)
 
 
 @info_app.command(help="Show a GGUF's type and c2s provenance metadata.")
@@ -217,17 +229,25 @@ def _resolve_source(
 
 
 def _finish_report(result: VerifyReport, prefix: Path) -> None:
+    if not _write_report(result, prefix):
+        raise typer.Exit(1)
+
+
+def _write_report(result: VerifyReport, prefix: Path) -> bool:
+    """Write the report, print its summary line; whether it passed."""
     md, js = result.write(prefix)
+    same = sum(a for a, _ in result.label_agreement_by_label.values())
     out.print(
+        f"{Path(result.candidate).name} ({result.candidate_type}): "
         f"verification {'PASSED' if result.passed else 'FAILED'}: "
         f"identical token ids: {'yes' if result.tokenization_identical else 'NO'}, "
         f"max |Δ logit| {result.max_abs_logit_diff:.4f} (scale {result.logit_scale:.1f}), "
         f"top-1 agreement {result.top1_agreement:.2%}, "
-        f"label agreement {result.label_agreement:.0%}"
+        f"label agreement {result.label_agreement:.0%} ({same}/{len(result.labelled)} probes)",
+        markup=False,
     )
-    out.print(f"report: {md} {js}")
-    if not result.passed:
-        raise typer.Exit(1)
+    out.print(f"report: {md} {js}", markup=False)
+    return result.passed
 
 
 def _default_prefix(path: Path) -> Path:

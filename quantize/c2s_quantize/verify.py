@@ -77,6 +77,15 @@ class VerifyReport:
         return same / max(len(self.labelled), 1)
 
     @property
+    def label_agreement_by_label(self) -> dict[str, tuple[int, int]]:
+        """For each label the reference predicted: (probes where the GGUF agrees, probes)."""
+        out: dict[str, tuple[int, int]] = {}
+        for p in self.labelled:
+            same, n = out.get(p.reference_label, (0, 0))
+            out[p.reference_label] = (same + (p.candidate_label == p.reference_label), n + 1)
+        return out
+
+    @property
     def max_abs_label_loglik_diff(self) -> float:
         return max((p.max_abs_label_loglik_diff for p in self.labelled), default=0.0)
 
@@ -96,6 +105,10 @@ class VerifyReport:
                 "label_agreement",
                 "max_abs_label_loglik_diff",
             )
+        }
+        summary["label_agreement_by_label"] = {
+            label: {"agreed": same, "probes": n}
+            for label, (same, n) in self.label_agreement_by_label.items()
         }
         return {**asdict(self), "summary": summary}
 
@@ -119,9 +132,18 @@ class VerifyReport:
             f"| max abs logit difference | {self.max_abs_logit_diff:.4f} "
             f"(logit scale: max abs reference logit {self.logit_scale:.2f}) |",
             f"| top-1 next-token agreement | {self.top1_agreement:.2%} ({n_pos} positions) |",
-            f"| cell-type label agreement | {same}/{len(lab)} |",
+            f"| cell-type label agreement | {same}/{len(lab)} ({self.label_agreement:.0%}) |",
             f"| max abs label log-likelihood difference | "
             f"{self.max_abs_label_loglik_diff:.4f} nats |",
+            "",
+            "| reference label | probes | GGUF agrees |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {label} | {n} | {same}/{n} |"
+            for label, (same, n) in self.label_agreement_by_label.items()
+        ]
+        lines += [
             "",
             "| prompt | same ids | positions | max abs Δ logit | top-1 | reference label | "
             "GGUF label |",
@@ -160,31 +182,87 @@ def verify_gguf(
     they are installed; otherwise the folder is converted to a lossless GGUF first.
     ``threads`` is llama.cpp's thread count (0 = its default).
     """
-    if not gguf.is_file():
-        raise QuantizeError("no such GGUF file", "check the path", gguf)
+    (report,) = verify_ggufs(
+        original,
+        [gguf],
+        use_transformers=use_transformers,
+        reference_name=reference_name,
+        min_top1=min_top1,
+        threads=threads,
+        progress=progress,
+        cancel=cancel,
+    )
+    return report
+
+
+def verify_ggufs(
+    original: Path,
+    ggufs: Sequence[Path],
+    *,
+    use_transformers: bool | None = None,
+    reference_name: str | None = None,
+    min_top1: float = 0.9,
+    threads: int = 0,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> list[VerifyReport]:
+    """:func:`verify_gguf` for several GGUFs (e.g. one per type) against one reference run."""
+    for gguf in ggufs:
+        if not gguf.is_file():
+            raise QuantizeError("no such GGUF file", "check the path", gguf)
     if not original.exists():
         raise QuantizeError("no such checkpoint folder or GGUF file", "check the path", original)
-    stage, probes = Stage(progress), load_probes()
-    with tempfile.TemporaryDirectory(prefix=".c2s-verify-", dir=gguf.parent) as tmp:
+    stage, probes, reports = Stage(progress), load_probes(), []
+    step = 0.5 / max(len(ggufs), 1)
+    with tempfile.TemporaryDirectory(prefix=".c2s-verify-", dir=ggufs[0].parent) as tmp:
         work = Path(tmp)
         ref_runs, described = _reference_runs(
             original, work, use_transformers, threads, stage.sub(0.0, 0.5), cancel
         )
         forced = [r.tokens for r in ref_runs]
-        cand = evaluate_gguf(
-            gguf,
-            probes,
-            forced,
-            work / "candidate",
-            threads=threads,
-            progress=stage.sub(0.5, 0.95),
-            cancel=cancel,
-        )
-        comparisons, scale = compare_runs(probes, ref_runs, cand)
+        for i, gguf in enumerate(ggufs):
+            cand = evaluate_gguf(
+                gguf,
+                probes,
+                forced,
+                work / f"candidate{i}",
+                threads=threads,
+                progress=stage.sub(0.5 + i * step, 0.5 + (i + 1) * step),
+                cancel=cancel,
+            )
+            comparisons, scale = compare_runs(probes, ref_runs, cand)
+            reports.append(
+                VerifyReport(
+                    str(gguf),
+                    gguf_type_name(gguf),
+                    reference_name or described,
+                    comparisons,
+                    min_top1,
+                    scale,
+                )
+            )
     stage("verified", 1.0)
-    return VerifyReport(
-        str(gguf), gguf_type_name(gguf), reference_name or described, comparisons, min_top1, scale
-    )
+    return reports
+
+
+def types_markdown(reports: Sequence[VerifyReport]) -> str:
+    """One row per candidate type: verdict, top-1 and label agreement (overall, per label)."""
+    labels = list(dict.fromkeys(k for r in reports for k in r.label_agreement_by_label))
+    head = ["type", "verdict", "top-1", "label agreement", *labels]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in reports:
+        by_label = r.label_agreement_by_label
+        cells = [f"{a}/{n}" for a, n in (by_label.get(lab, (0, 0)) for lab in labels)]
+        same = sum(a for a, _ in by_label.values())
+        row = [
+            r.candidate_type,
+            "PASSED" if r.passed else "FAILED",
+            f"{r.top1_agreement:.2%}",
+            f"{r.label_agreement:.0%} ({same}/{len(r.labelled)})",
+            *cells,
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _reference_runs(
