@@ -205,6 +205,9 @@ class FinetuneDialog(QDialog):
         self.lr = QDoubleSpinBox(minimum=1e-6, maximum=1.0, decimals=6, singleStep=1e-4)
         self.lr.setValue(1e-3)
         self.lr.setToolTip("Learning rate")
+        self.n_genes = QSpinBox(minimum=0, maximum=4096, value=0, singleStep=25)
+        self.n_genes.setSpecialValueText("model default")
+        self.n_genes.setToolTip("Genes per cell sentence (fewer train faster)")
 
         form = QFormLayout()
         form.addRow("Label column", self.label_box)
@@ -220,6 +223,7 @@ class FinetuneDialog(QDialog):
         form.addRow("Epochs", self.epochs)
         form.addRow("LoRA rank", self.rank)
         form.addRow("Learning rate", self.lr)
+        form.addRow("Genes per cell", self.n_genes)
 
         self.split_table = QTableWidget(0, 3)
         self.split_table.setHorizontalHeaderLabels(["Label", "Train", "Held out"])
@@ -295,7 +299,7 @@ class FinetuneDialog(QDialog):
             w.currentIndexChanged.connect(self.inputs_changed)
         for b in (self.scope_all, self.scope_selection):
             b.toggled.connect(lambda on: on and self.inputs_changed.emit())
-        for spin in (self.holdout, self.epochs, self.rank, self.lr):
+        for spin in (self.holdout, self.epochs, self.rank, self.lr, self.n_genes):
             spin.valueChanged.connect(self.inputs_changed)
         self.base_edit.editingFinished.connect(self.inputs_changed)
         self.base_button.clicked.connect(self.choose_base)
@@ -364,7 +368,7 @@ class FinetuneDialog(QDialog):
         self.progress.setVisible(running)
         for w in (self.label_box, self.scope_all, self.scope_selection, self.base_edit):
             w.setEnabled(not running)
-        for w in (self.base_button, self.holdout, self.epochs, self.rank, self.lr):
+        for w in (self.base_button, self.holdout, self.epochs, self.rank, self.lr, self.n_genes):
             w.setEnabled(not running)
         self.measure_button.setEnabled(not running)
         if running:
@@ -547,6 +551,7 @@ class FinetuneController(QObject):
             epochs=d.epochs.value(),
             rank=d.rank.value(),
             lr=d.lr.value(),
+            n_genes=d.n_genes.value() or None,
         )
 
     def plan(self) -> SplitPlan | None:
@@ -579,7 +584,7 @@ class FinetuneController(QObject):
         d = self.dialog
         if d is None or options is None or d.base_dir() is None:
             return None
-        return (str(d.base_dir()), options.rank, options.label_key)
+        return (str(d.base_dir()), options.rank, options.n_genes, options.batch_size)
 
     def total_steps(self, plan: SplitPlan, options: FinetuneOptions) -> int:
         batch = max(1, int(options.batch_size))
