@@ -121,6 +121,10 @@ class EngineArgs:
     gpu_layers: Annotated[
         int, typer.Option("--gpu-layers", help="Layers on the GPU (-1 = all).")
     ] = 0
+    adapter: Annotated[
+        Path | None,
+        typer.Option("--adapter", help="GGUF LoRA adapter for --model (from c2s finetune)."),
+    ] = None
 
 
 DATA_DEFAULTS = DataArgs()
@@ -191,6 +195,11 @@ def open_engine(args: EngineArgs) -> Iterator[Engine]:
 
     if (args.model is None) == (args.server is None):
         raise DataError("give --model FILE or --server URL (one of them)")
+    if args.adapter is not None and args.server is not None:
+        raise DataError(
+            "--adapter applies to a local --model, not to a --server",
+            hint="load the adapter on the server, or use --model BASE.gguf --adapter FILE",
+        )
     engine: Engine
     if args.server is not None:
         from .core.engine.remote import RemoteEngine, ServerOptions
@@ -213,7 +222,12 @@ def open_engine(args: EngineArgs) -> Iterator[Engine]:
         ctx = auto_context(validate_gguf(args.model).n_ctx_train, args.ctx)
         engine = ProcessEngine(
             args.model,
-            EngineOptions(n_ctx=ctx, threads=args.threads, n_gpu_layers=args.gpu_layers),
+            EngineOptions(
+                n_ctx=ctx,
+                threads=args.threads,
+                n_gpu_layers=args.gpu_layers,
+                adapter=None if args.adapter is None else str(args.adapter),
+            ),
         )
     try:
         yield engine

@@ -52,7 +52,9 @@ def _model_record(model: Path | None, engine: Engine) -> ModelRecord:
     if model is None:  # a server: its address instead of a file hash
         return ModelRecord.of_server(engine.info.name, str(engine.info.path))
     digest = audit.file_sha256(model) or sha256_file(model)  # cached: the audit log hashes it too
-    return ModelRecord(engine.info.name or model.name, digest)
+    adapter = engine.info.adapter
+    adapter_digest = (audit.file_sha256(adapter) or sha256_file(adapter)) if adapter else ""
+    return ModelRecord(engine.info.name or model.name, digest, adapter, adapter_digest)
 
 
 _AUDIT_INPUTS = ("data", "reference", "results", "candidates", "template_file")

@@ -47,6 +47,9 @@ class ModelRecord:
 
     name: str = ""
     sha256: str = ""
+    adapter: str = ""
+    """The LoRA adapter applied to the model (its path), "" when none."""
+    adapter_sha256: str = ""
 
     @classmethod
     def of_server(cls, name: str, url: str) -> ModelRecord:
@@ -136,10 +139,14 @@ def task_record(
     template_id: str = "",
     parameters: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
-    """The ``uns['c2s'][task]`` record of one result (input hashed, cached)."""
-    return provenance(
+    """The ``uns['c2s'][task]`` record of one result (input hashed, cached); the adapter's
+    path and sha256 when one was applied."""
+    record = provenance(
         input_path, task, template_id=template_id, parameters=parameters, **model.fields()
     )
+    if model.adapter:
+        record |= {"adapter": model.adapter, "adapter_sha256": model.adapter_sha256}
+    return record
 
 
 def annotate_record(

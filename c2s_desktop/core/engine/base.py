@@ -55,6 +55,10 @@ class EngineOptions:
     check_memory: bool = True
     """Refuse to load a model that will not fit in available memory (see
     :func:`.process.check_memory`); ``C2S_SKIP_MEMORY_CHECK=1`` also turns it off."""
+    adapter: str | None = None
+    """A GGUF LoRA adapter applied to the model (checked against it before loading)."""
+    adapter_scale: float = 1.0
+    """The adapter's strength (1 = as trained)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class ModelInfo:
     add_bos: bool
     metadata: dict[str, Any] = field(default_factory=dict)
     """``c2s.*`` provenance keys written by c2s-quantize (prompt family, tasks, source, ...)."""
+    adapter: str = ""
+    """Path of the LoRA adapter the engine applies ("" when none)."""
 
 
 @dataclass(frozen=True)

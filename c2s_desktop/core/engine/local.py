@@ -11,6 +11,8 @@ weights with mean pooling. A native abort kills this process: use :mod:`.process
 from __future__ import annotations
 
 import codecs
+import ctypes
+import dataclasses
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -106,9 +108,16 @@ class LocalEngine:
         import llama_cpp
 
         ensure_loaded()  # llama.cpp's CPU variant (and GPU modules) for this machine
-        self._info = info or validate_gguf(path)
         self._options = options or EngineOptions()
         opts = self._options
+        if info is None:
+            info = validate_gguf(path)
+            if opts.adapter:
+                from ..adapters import check_adapter
+
+                check_adapter(opts.adapter, path)
+                info = dataclasses.replace(info, adapter=str(opts.adapter))
+        self._info = info
         self._n_ctx = opts.n_ctx or self._info.n_ctx_train
         self._n_batch = min(opts.n_batch, self._n_ctx)
         threads = opts.threads or physical_cores()
@@ -117,6 +126,12 @@ class LocalEngine:
             try:
                 self._llm = self._load(path, layers, threads)
             except ValueError as exc:
+                if opts.adapter and "LoRA" in str(exc):
+                    raise ModelFileError(
+                        f"llama.cpp cannot apply the adapter ({exc})",
+                        path=opts.adapter,
+                        hint="write the adapter again with c2s finetune for this model",
+                    ) from None
                 if layers == 0:
                     raise ModelFileError(
                         f"llama.cpp cannot load this model ({exc})",
@@ -165,6 +180,8 @@ class LocalEngine:
             swa_full=True,  # a sliding-window cache cannot be rewound to a shared prefix
             logits_all=False,
             verbose=False,
+            lora_path=self._options.adapter or None,  # turns mmap off: llama.cpp reads weights
+            lora_scale=self._options.adapter_scale,
         )
 
     # -- protocol ------------------------------------------------------------------------------
@@ -424,6 +441,12 @@ class _Embedder:
         self.ctx = llama_cpp.llama_init_from_model(llm.model, params)
         if not self.ctx:
             raise EngineError("llama.cpp could not create an embedding context")
+        if llm.lora_path:  # adapters are set per context: this one needs it too
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(llm._lora_adapter)
+            scales = (ctypes.c_float * 1)(llm.lora_scale)
+            if llama_cpp.llama_set_adapters_lora(self.ctx, adapters, 1, scales):
+                llama_cpp.llama_free(self.ctx)
+                raise EngineError("llama.cpp could not apply the adapter to the embeddings")
         self.n_embd = llm.n_embd()
         self.batch = _Batch(n_ctx)
 

@@ -12,6 +12,7 @@ Frozen apps must call ``multiprocessing.freeze_support()`` at startup (spawn sta
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import multiprocessing as mp
 import os
@@ -68,6 +69,11 @@ class ProcessEngine:
         self._path = str(path)
         self._options = options or EngineOptions()
         self._info = validate_gguf(path, strict=validate)
+        if self._options.adapter:  # one clear error here, not a native one in the child
+            from ..adapters import check_adapter
+
+            check_adapter(self._options.adapter, path)
+            self._info = dataclasses.replace(self._info, adapter=str(self._options.adapter))
         check_memory(self._info, self._options)
         # Choose (and check once) llama.cpp's CPU variant here: the model process inherits it.
         cpu_variants.ensure_loaded()
@@ -279,14 +285,16 @@ def _tail(path: str, n: int) -> list[str]:
 def estimate_memory(info: ModelInfo, options: EngineOptions) -> tuple[int, int]:
     """Bytes the model needs in RAM: ``(weights, context cache + buffers)``.
 
-    Weights are the file size (llama.cpp maps the file); the KV cache holds f16 keys and values
-    of ``n_embd`` per layer and token (an upper bound with grouped-query attention); logits of
-    one batch and a fixed overhead complete it.
+    Weights are the file size (llama.cpp maps the file, or reads it when an adapter is applied)
+    plus the LoRA adapter's; the KV cache holds f16 keys and values of ``n_embd`` per layer and
+    token (an upper bound with grouped-query attention); logits of one batch and a fixed
+    overhead complete it.
     """
     n_ctx = options.n_ctx or info.n_ctx_train
     kv = 2 * 2 * info.n_layer * info.n_embd * n_ctx
     logits = 4 * info.n_vocab * min(options.n_batch, n_ctx)
-    return info.size_bytes, kv + logits + _OVERHEAD_BYTES
+    adapter = os.path.getsize(options.adapter) if options.adapter else 0
+    return info.size_bytes + adapter, kv + logits + _OVERHEAD_BYTES
 
 
 def available_memory() -> int | None:
