@@ -19,6 +19,11 @@ average before and after are printed beside the results.
 
     python bench/finetune.py                  # both bases (~6 min on 2 busy cores)
     python bench/finetune.py --quick          # the demo model only (about a minute)
+
+``--agreement ADAPTER.gguf --gguf BASE.gguf --merged DIR --data H5AD --label-key COL`` instead
+compares a trained adapter's label log-likelihoods in llama.cpp (the engine: base GGUF + adapter)
+with transformers on the merged checkpoint ``c2s finetune --merge`` wrote (peft's merge of the
+same LoRA), on the first ``--cells`` cells of the data, every label of the adapter.
 """
 
 from __future__ import annotations
@@ -123,6 +128,52 @@ def measure(base: Path, batch: int, steps: int, threads: int) -> dict[str, float
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+# -- adapter agreement: llama.cpp + LoRA vs transformers + peft (merged) -------------------------
+def agreement(adapter: Path, gguf: Path, merged: Path, data: Path, n_cells: int) -> None:
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from c2s_desktop.core.adapters import read_adapter
+    from c2s_desktop.core.dataset import open_dataset
+    from c2s_desktop.core.engine.base import EngineOptions
+    from c2s_desktop.core.engine.local import LocalEngine
+    from c2s_desktop.core.finetune.examples import ExampleBuilder
+    from c2s_desktop.core.sentences import cell_sentences
+
+    info = read_adapter(adapter)
+    tok = AutoTokenizer.from_pretrained(merged)
+    model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
+    with open_dataset(data) as ds:
+        sentences = cell_sentences(ds, np.arange(n_cells), top_k=N_GENES)
+        organism = ds.organism
+    build = ExampleBuilder(
+        tok, info.labels, organism, N_GENES, model.config.max_position_embeddings
+    )
+    examples = [build(s) for s in sentences]
+    ref = []
+    for ex in examples:
+        row = []
+        for seq, split in zip(ex.sequences, ex.splits, strict=True):
+            with torch.no_grad():
+                logits = model(torch.tensor([list(seq)])).logits[0].double()
+            logp = torch.log_softmax(logits[split - 1 : -1], dim=-1)
+            row.append(float(logp[torch.arange(len(seq) - split), torch.tensor(seq[split:])].sum()))
+        ref.append(row)
+    conts = [f" {label}." for label in info.labels]
+    opts = EngineOptions(n_ctx=1024, adapter=str(adapter))
+    with LocalEngine(gguf, opts) as engine:
+        ours = [[s.logprob for s in engine.score(ex.prompt, conts)] for ex in examples]
+    a, b = np.array(ours), np.array(ref)
+    same = (a.argmax(1) == b.argmax(1)).mean()
+    print(f"adapter {adapter.name} on {gguf.name}: {len(examples)} cells x {len(conts)} labels")
+    print(
+        f"max |llama.cpp - transformers+peft| = {np.abs(a - b).max():.2e} nats "
+        f"(mean {np.abs(a - b).mean():.2e}; scores span {b.min():.1f} to {b.max():.1f}), "
+        f"same best label in {same:.0%} of cells"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the demo model only")
@@ -132,7 +183,17 @@ def main() -> None:
     parser.add_argument("--pythia-batch", type=int, default=1, help="cells per step (410m)")
     parser.add_argument("--vocab", type=Path, default=None, help="ggml-vocab-gpt-neox.gguf")
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--agreement", type=Path, default=None, help="adapter GGUF to check")
+    parser.add_argument("--gguf", type=Path, default=DEMO_GGUF, help="its base GGUF")
+    parser.add_argument("--merged", type=Path, default=None, help="c2s finetune --merge folder")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--cells", type=int, default=10)
     args = parser.parse_args()
+    if args.agreement is not None:
+        if args.merged is None:
+            parser.error("--agreement needs --merged")
+        agreement(args.agreement, args.gguf, args.merged, args.data, args.cells)
+        return
     if args.child is not None:
         child(args.child, args.batch, args.steps, args.threads)
         return
