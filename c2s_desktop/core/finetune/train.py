@@ -244,7 +244,6 @@ def _prepare(
     if hint:
         raise TrainingUnavailable(hint)
     base = check_base(base_dir)
-    device_name = _check_device(options.device)
     progress(0.0, "reading the cells")
     n_genes = options.n_genes or DEFAULT_GENES
     with open_dataset(data_path, **dict(read_options or {})) as ds:
@@ -258,6 +257,7 @@ def _prepare(
         labels = cell_labels(ds, options.label_key)[rows]
         organism = ds.organism
     check_cancel(cancel)
+    device_name = _check_device(options.device)
     data = Path(data_path)
     data_sha = (folder_sha256(data) if data.is_dir() else file_sha256(data)) or ""
     progress(0.01, "loading the model")
