@@ -1,4 +1,4 @@
-"""``c2s`` model commands: annotate, summarize, ask, generate, embed, prompt, report.
+"""``c2s`` model commands: annotate, summarize, ask, generate, embed, prompt, report, bench-types.
 
 Each command opens the data read-only, starts the model in its own process, runs one core task
 with a progress bar (Ctrl-C cancels), and writes results atomically with provenance.
@@ -468,3 +468,62 @@ def report(
     check_output(output, overwrite, results)
     write_report(results, output, overwrite=overwrite)
     err.print(f"wrote {output}")
+
+
+# -- type recommendation (measured on this machine) ------------------------------------------------
+@app.command("bench-types")
+def bench_types(
+    models: Annotated[
+        list[Path],
+        typer.Argument(
+            help="GGUFs of one model in several types; one file: it and its installed variants."
+        ),
+    ],
+    cells: Annotated[int, typer.Option("--cells", min=1, help="Cells to time.")] = 3,
+    labels: Annotated[int, typer.Option("--labels", min=1, help="Candidate labels.")] = 10,
+    reps: Annotated[int, typer.Option("--reps", min=1, help="Best of N per cell.")] = 1,
+    min_agreement: Annotated[
+        float, typer.Option(help="Share of cells whose label must match the most precise type.")
+    ] = 1.0,
+    threads: Annotated[int | None, typer.Option("--threads", min=1)] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Measure again.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Time per-cell label scoring of each type here and recommend the fastest that agrees."""
+    from .core.engine.base import EngineOptions
+    from .core.model_store import list_models
+    from .core.recommend import recommend_type, variants_of
+
+    paths = list(models)
+    if len(paths) == 1:
+        paths = variants_of(paths[0], [m.path for m in list_models()])
+    with progress_bar("bench-types") as (update, cancel):
+        result = recommend_type(
+            paths,
+            n_cells=cells,
+            n_labels=labels,
+            reps=reps,
+            min_agreement=min_agreement,
+            options=EngineOptions(threads=threads),
+            use_cache=not no_cache,
+            progress=update,
+            cancel=cancel,
+        )
+    if as_json:
+        out.print_json(json.dumps(result.to_dict()))
+        return
+    err.print(
+        f"{result.n_cells} cells x {result.n_labels} labels on {result.cpu}"
+        + (" (remembered from an earlier measurement)" if result.cached else ""),
+        soft_wrap=True,
+    )
+    for m in result.measurements:
+        mark = "*" if m.path == result.choice else " "
+        same = round(m.agreement * result.n_cells)
+        out.print(
+            f"{mark} {m.quant:<8} {m.seconds_per_cell:8.2f} s/cell  labels {same}/{result.n_cells}"
+            f"  {m.size_bytes / 1e6:9.1f} MB  {m.path}",
+            markup=False,
+            soft_wrap=True,
+        )
+    out.print(f"recommended: {result.summary()}", markup=False, soft_wrap=True)
