@@ -256,3 +256,59 @@ def test_writer_refuses_what_llama_cpp_cannot_apply(
     with pytest.raises(QuantizeError, match="DoRA"):
         write_lora_gguf(peft_dir, checkpoints["gptneox"], out, {})
     assert not out.exists() and not list(tmp_path.glob(".*c2s-tmp*"))
+
+
+# -- the c2s command ---------------------------------------------------------------------------
+def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str]:
+    """``c2s ARGS`` in-process: (exit code, stderr)."""
+    from c2s_desktop.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+        raise SystemExit(0)
+    return int(exit_info.value.code or 0), capsys.readouterr().err
+
+
+def test_cli_annotate_with_adapter_records_it(
+    capsys: pytest.CaptureFixture[str],
+    adapters: dict[str, tuple[Path, Any]],
+    gguf: Callable[[str, str], Path],
+    tmp_path: Path,
+) -> None:
+    import anndata as ad
+
+    from c2s_desktop.core.models import sha256_file
+    from c2s_desktop.core.resources import resource_path
+
+    data = resource_path("demo", "pbmc_demo.h5ad")
+    adapter, out = adapters["gptneox"][0], tmp_path / "a.h5ad"
+    common = ("annotate", data, "--model", gguf("gptneox", "f32"), "--n-genes", "20")
+    mode = ("--candidates-from", "cell_type", "--cluster-key", "louvain", "--mode")
+    code, err = run_cli(
+        capsys,
+        *common,
+        "--adapter",
+        adapter,
+        "-o",
+        out,
+        *mode,
+        "representative",
+        "--per-cluster",
+        1,
+        "--threads",
+        1,
+    )
+    assert code == 0, err
+    record = ad.read_h5ad(out).uns["c2s"]["annotate"]
+    assert record["adapter"] == str(adapter)
+    assert record["adapter_sha256"] == sha256_file(adapter)
+    # An adapter of another base: one line, exit 2, nothing written.
+    wrong = tmp_path / "b.h5ad"
+    code, err = run_cli(capsys, *common, "--adapter", adapters["gemma2"][0], "-o", wrong)
+    assert code == 2 and "was trained for gemma2" in err and len(err.strip().splitlines()) == 1
+    assert not wrong.exists()
+    code, err = run_cli(
+        capsys, "ask", data, "hello", "--server", "http://127.0.0.1:9", "--adapter", adapter
+    )
+    assert code == 2 and "--adapter applies to a local --model" in err
+    assert len(err.strip().splitlines()) == 1
