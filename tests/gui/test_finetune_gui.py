@@ -108,6 +108,12 @@ def test_train_cancel_resume_and_use_the_adapter(
     assert _table(dialog) == {TRAIN_LABELS[0]: (15, 4), TRAIN_LABELS[1]: (34, 9)}
     assert dialog.estimate.text().startswith("7 steps.")  # 49 cells, batches of 8
 
+    # the time estimate from one measured step (in a child process)
+    dialog.measure_button.click()
+    qtbot.waitUntil(lambda: "≈" in dialog.estimate.text(), timeout=60_000)
+    assert dialog.estimate.text().startswith("7 steps ×")
+    assert controller.remembered_base() == checkpoints["gptneox"]  # remembered for this model
+
     # train, watch steps arrive, cancel mid-run: the window answers, a checkpoint is kept
     assert controller.train()
     qtbot.waitUntil(lambda: len(dialog.steps) >= 1, timeout=60_000)

@@ -736,7 +736,8 @@ class FinetuneController(QObject):
         if d is not None and not self.running():
             d.set_running(False)
             d.scope_selection.setEnabled(len(self.window_.selection.current) > 0)
-            if self.result is None and d.steps:
+            if self.result is None and d.steps:  # cancelled here or by the window's Esc
+                d.offer_resume(True)
                 d.progress_label.setText(
                     f"Stopped at step {d.steps[-1][0]:,}: the last checkpoint is kept; "
                     "Train again resumes from it"
