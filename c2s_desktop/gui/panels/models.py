@@ -53,11 +53,13 @@ from ..dialogs import show_error
 from ..engine_host import RunOptions, gpu_offload_supported, human_bytes
 
 if TYPE_CHECKING:
+    from ...core.adapters import AdapterInfo
     from ..context import Window
 
 STORE_SLOT = "model-store"
 LIST_SLOT = "model-list"
 LOCAL_COLUMNS = ("", "Name", "Type", "Size", "Source", "Tasks", "sha256", "File")
+ADAPTER_COLUMNS = ("", "Label column", "Labels", "Held-out accuracy", "Rank", "Size", "File")
 CATALOG_COLUMNS = (
     "Model",
     "Tasks",
@@ -173,8 +175,107 @@ class ModelManager(QDialog):
         layout = QVBoxLayout(page)
         layout.addWidget(self.table, 1)
         layout.addLayout(buttons)
+        layout.addWidget(self._adapters_box())
         layout.addWidget(self.folder_label)
+        self.table.itemSelectionChanged.connect(self.show_adapters)
         return page
+
+    # -- LoRA adapters of the selected model (Tasks ▸ Train on these labels…) -------------------
+    def _adapters_box(self) -> QGroupBox:
+        self.adapters: list[AdapterInfo] = []
+        self.adapter_table = QTableWidget(0, len(ADAPTER_COLUMNS))
+        self.adapter_table.setHorizontalHeaderLabels(ADAPTER_COLUMNS)
+        self.adapter_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.adapter_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.adapter_table.verticalHeader().hide()
+        self.adapter_table.setMaximumHeight(150)
+        header = self.adapter_table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.adapter_table.doubleClicked.connect(lambda _: self.activate_adapter())
+        self.adapter_load_button = QPushButton("Load with this adapter")
+        self.adapter_load_button.clicked.connect(lambda: self.activate_adapter())
+        self.adapter_remove_button = QPushButton("Remove adapter")
+        self.adapter_remove_button.clicked.connect(self.remove_adapter_selected)
+        row = QHBoxLayout()
+        row.addWidget(self.adapter_load_button)
+        row.addStretch(1)
+        row.addWidget(self.adapter_remove_button)
+        self.adapters_box = QGroupBox("Adapters of the selected model")
+        box = QVBoxLayout(self.adapters_box)
+        box.addWidget(self.adapter_table)
+        box.addLayout(row)
+        return self.adapters_box
+
+    def show_adapters(self) -> None:
+        """List the adapters trained for the selected model (``adapters_for``)."""
+        from ...core.adapters import adapters_for
+        from ...core.errors import C2SError
+
+        model = self.selected_model()
+        try:
+            found = [] if model is None or model.problem else adapters_for(model.path)
+        except C2SError:
+            found = []
+        self.adapters = found
+        t = self.adapter_table
+        t.setRowCount(len(found))
+        active = self.host.adapter
+        for r, a in enumerate(found):
+            before = "?" if a.accuracy_before is None else f"{a.accuracy_before:.0%}"
+            after = "?" if a.accuracy_after is None else f"{a.accuracy_after:.0%}"
+            on = active is not None and Path(a.path) == active and self.host.is_loaded()
+            cells = (
+                "●" if on else "",
+                a.label_key,
+                ", ".join(a.labels),
+                f"{before} → {after}",
+                str(a.rank),
+                human_bytes(a.size_bytes),
+                Path(a.path).name,
+            )
+            for c, text in enumerate(cells):
+                t.setItem(r, c, _item(text, str(a.path) if c == 6 else text))
+        if found:
+            t.selectRow(0)
+        name = "the selected model" if model is None else model.name
+        self.adapters_box.setTitle(f"Adapters of {name} ({len(found)})")
+        for b in (self.adapter_load_button, self.adapter_remove_button):
+            b.setEnabled(bool(found))
+
+    def selected_adapter(self) -> AdapterInfo | None:
+        row = self.adapter_table.currentRow()
+        return self.adapters[row] if 0 <= row < len(self.adapters) else None
+
+    def activate_adapter(self, adapter: AdapterInfo | None = None) -> bool:
+        """Load the selected model with ``adapter`` (default: the selected one)."""
+        model, adapter = self.selected_model(), adapter or self.selected_adapter()
+        if model is None or adapter is None:
+            return False
+        if not self.host.load(model.path, adapter=Path(adapter.path)):
+            self._say("The model is busy: Cancel (Esc) stops the running work, then load again")
+            return False
+        return True
+
+    def remove_adapter_selected(self) -> None:
+        adapter = self.selected_adapter()
+        if adapter is None:
+            return
+        answer = QMessageBox.question(self, "Remove adapter", f"Delete the adapter {adapter.path}?")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.remove_adapter(adapter)
+
+    def remove_adapter(self, adapter: AdapterInfo) -> None:
+        """Delete an adapter file (the base model is unloaded first if it runs with it)."""
+        path = Path(adapter.path)
+        if self.host.adapter is not None and self.host.adapter == path:
+            self.host.unload()
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            self._failed(exc, "Cannot remove the adapter")
+        self._say(f"Removed the adapter {path.name}")
+        self.show_adapters()
 
     def _catalog_tab(self) -> QWidget:
         self.catalog_table = QTableWidget(0, len(CATALOG_COLUMNS))
@@ -484,6 +585,7 @@ class ModelManager(QDialog):
         mem = human_bytes(self.host.memory_bytes()) if self.host.is_loaded() else ""
         self.state.setText(self.host.state_text() + (f" · memory {mem}" if mem else ""))
         self._mark_loaded()
+        self.show_adapters()
 
 
 class ModelPicker(QToolButton):
