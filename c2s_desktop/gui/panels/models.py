@@ -54,6 +54,7 @@ from ..engine_host import RunOptions, gpu_offload_supported, human_bytes
 
 if TYPE_CHECKING:
     from ...core.adapters import AdapterInfo
+    from ...core.recommend import Recommendation
     from ..context import Window
 
 STORE_SLOT = "model-store"
@@ -175,6 +176,7 @@ class ModelManager(QDialog):
         layout = QVBoxLayout(page)
         layout.addWidget(self.table, 1)
         layout.addLayout(buttons)
+        layout.addLayout(self._recommend_row())
         layout.addWidget(self._adapters_box())
         layout.addWidget(self.folder_label)
         self.table.itemSelectionChanged.connect(self.show_adapters)
@@ -586,6 +588,69 @@ class ModelManager(QDialog):
         self.state.setText(self.host.state_text() + (f" · memory {mem}" if mem else ""))
         self._mark_loaded()
         self.show_adapters()
+
+    # -- which type to use here: measured on this machine (core.recommend) -----------------------
+    def _recommend_row(self) -> QHBoxLayout:
+        self.recommend_button = QPushButton("Measure types on this machine")
+        self.recommend_button.setToolTip(
+            "Times per-cell label scoring of each installed type of the selected model here "
+            "and recommends the fastest whose labels agree with the most precise type"
+        )
+        self.recommend_button.clicked.connect(self.measure_types)
+        self.recommend_label = QLabel()
+        self.recommend_label.setWordWrap(True)
+        self.recommend_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        row = QHBoxLayout()
+        row.addWidget(self.recommend_button)
+        row.addWidget(self.recommend_label, 1)
+        return row
+
+    def measure_types(self) -> None:
+        """Measure the selected model's installed types in the background; show s/cell each."""
+        from ...core.engine.base import EngineOptions
+        from ...core.recommend import recommend_type, variants_of
+
+        model = self.selected_model()
+        if model is None or model.problem:
+            self._say("Select a usable model to measure its types")
+            return
+        if self.runner.is_busy(STORE_SLOT):
+            self._say("Another job of the model manager is running; wait or cancel it first")
+            return
+        try:
+            paths = variants_of(model.path, [m.path for m in self.models])
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self._failed(exc, "Cannot measure the types")
+            return
+        self.job_label.setText(f"Measuring {len(paths)} type(s) of {model.name}…")
+        self.recommend_label.setText("measuring…")
+        self._show_job(True)
+        self.runner.start(
+            STORE_SLOT,
+            recommend_type,
+            paths,
+            options=EngineOptions(threads=self.host.options.threads or None),
+            on_success=self._types_measured,
+            on_failure=self._types_failed,
+        )
+
+    def _types_measured(self, result: Recommendation) -> None:
+        self._show_job(False)
+        each = " · ".join(
+            f"{m.quant} {m.seconds_per_cell:.2f} s/cell (labels "
+            f"{round(m.agreement * result.n_cells)}/{result.n_cells})"
+            for m in result.measurements
+        )
+        when = " (remembered)" if result.cached else ""
+        self.recommend_label.setText(f"Recommended here{when}: {result.summary()}\n{each}")
+        self.recommend_label.setToolTip(
+            f"{result.n_cells} demo cells x {result.n_labels} labels, timed in the model process"
+        )
+        self._say(f"Recommended type for this machine: {result.chosen.quant}")
+
+    def _types_failed(self, exc: BaseException) -> None:
+        self.recommend_label.setText("")
+        self._failed(exc, "Cannot measure the types")
 
 
 class ModelPicker(QToolButton):
