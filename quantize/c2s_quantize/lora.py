@@ -131,7 +131,9 @@ def write_lora_gguf(
     spec, alpha, pairs = read_lora(peft_dir, base_dir)
     prov = dict(provenance)
     label_key = str(prov.get("label_key") or prov.get("label_column") or "")
-    base_name = str(prov.get("base_name") or prov.get("base") or Path(base_dir).name)
+    base = prov.get("base")
+    base_name = str(prov.get("base_name") or (base if isinstance(base, str) else "") or "")
+    base_name = base_name or Path(base_dir).name
     labels = [str(x) for x in prov.get("labels") or ()]
     writer = GGUFWriter(None, spec.gguf_name)
     try:

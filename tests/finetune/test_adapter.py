@@ -137,6 +137,23 @@ def test_adapter_scores_equal_peft(
     assert int(np.argmax(q8)) == int(np.argmax(ref))
 
 
+def test_adapter_scale_reaches_llama_cpp(
+    adapters: dict[str, tuple[Path, Any]], gguf: Callable[[str, str], Path]
+) -> None:
+    probe = load_probes()[0]
+    conts = [probe.continuation(label) for label in probe.labels[:2]]
+    scores = []
+    for scale in (0.0, 1.0):
+        opts = EngineOptions(
+            n_ctx=512, threads=THREADS, adapter=str(adapters["gptneox"][0]), adapter_scale=scale
+        )
+        with LocalEngine(gguf("gptneox", "f32"), opts) as engine:
+            scores.append([s.logprob for s in engine.score(probe.text, conts)])
+    base = engine_scores(gguf("gptneox", "f32"), None)[:2]
+    assert np.allclose(scores[0], base, atol=1e-5)  # scale 0: the base model
+    assert not np.allclose(scores[1], base, atol=1e-2)
+
+
 def test_embeddings_use_the_adapter(adapters: dict[str, tuple[Path, Any]], gguf: Any) -> None:
     text = load_probes()[0].text
     with LocalEngine(gguf("gptneox", "f32"), OPTIONS) as plain:
