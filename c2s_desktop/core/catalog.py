@@ -7,6 +7,7 @@ names here are the app's own: ``annotate``, ``generate``, ``summarize``, ``ask``
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 ANNOTATE = "annotate"
@@ -17,34 +18,38 @@ EMBED = "embed"
 TISSUE = "tissue"
 ALL_TASKS = (ANNOTATE, GENERATE, SUMMARIZE, ASK, EMBED, TISSUE)
 
-# hub repo → (tasks, genes per cell sentence it was trained with)
-MODEL_TASKS: dict[str, tuple[frozenset[str], int]] = {
-    "vandijklab/C2S-Pythia-410m-cell-type-prediction": (frozenset({ANNOTATE, EMBED}), 200),
-    "vandijklab/C2S-Pythia-410m-cell-type-conditioned-cell-generation": (
-        frozenset({GENERATE, EMBED}),
-        200,
-    ),
-    "vandijklab/C2S-Pythia-410m-diverse-single-and-multi-cell-tasks": (
-        frozenset({ANNOTATE, GENERATE, TISSUE, EMBED}),
-        200,
-    ),
-    "vandijklab/pythia-160m-c2s": (frozenset({ANNOTATE, GENERATE, EMBED}), 100),
-    "vandijklab/C2S-Scale-Pythia-1b-pt": (
-        frozenset({ANNOTATE, GENERATE, TISSUE, SUMMARIZE, ASK, EMBED}),
-        200,
-    ),
-    "vandijklab/C2S-Scale-Gemma-2-2B": (
-        frozenset({ANNOTATE, GENERATE, TISSUE, SUMMARIZE, ASK, EMBED}),
-        1000,
-    ),
-    "vandijklab/C2S-Scale-Gemma-2-27B": (
-        frozenset({ANNOTATE, GENERATE, TISSUE, SUMMARIZE, ASK, EMBED}),
-        1000,
-    ),
-    # The demo model shipped in resources/demo (trained here on 700 PBMCs; not C2S-Scale).
-    "c2s-desktop/demo-pbmc-tiny": (frozenset({ANNOTATE, GENERATE, EMBED}), 200),
-}
 DEFAULT_GENES = 200
+DEMO_MODEL = "c2s-desktop/demo-pbmc-tiny"
+"""The demo model shipped in resources/demo (trained here on 700 PBMCs; not a released model)."""
+_DEMO_TASKS = (frozenset({ANNOTATE, GENERATE, EMBED}), 200)
+
+
+@functools.cache
+def model_tasks() -> dict[str, tuple[frozenset[str], int]]:
+    """Hub repo → (app tasks, genes per cell sentence) of every known model.
+
+    The released models' entries are read from c2s-quantize's catalogue (its ``app_tasks`` and
+    ``app_n_genes``), so each model's task list has one home; the demo model is the app's own.
+    """
+    try:
+        from c2s_quantize.catalog import load_catalog
+    except ImportError:  # the converter is not installed: only the demo model is known
+        entries = ()
+    else:
+        entries = load_catalog()
+    known = {
+        e.hf_repo: (frozenset(e.app_tasks), e.n_genes or DEFAULT_GENES)
+        for e in entries
+        if e.app_tasks
+    }
+    return {**known, DEMO_MODEL: _DEMO_TASKS}
+
+
+def __getattr__(name: str) -> object:
+    # ``MODEL_TASKS`` reads the catalogue file on first use, not when the module is imported.
+    if name == "MODEL_TASKS":
+        return model_tasks()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ class Capabilities:
         """Empty when ``task`` is supported; otherwise a warning naming models that can do it."""
         if task in self.tasks:
             return ""
-        able = [repo for repo, (tasks, _) in MODEL_TASKS.items() if task in tasks]
+        able = [repo for repo, (tasks, _) in model_tasks().items() if task in tasks]
         return (
             f"{self.model or 'this model'} was not trained for '{task}'; answers may be "
             f"meaningless. Models trained for it: {', '.join(able) or 'none known'}"
@@ -75,7 +80,7 @@ def capabilities(metadata: dict[str, object]) -> Capabilities:
     if declared:
         tasks = frozenset(str(t) for t in declared)  # type: ignore[union-attr]
         return Capabilities(repo or "demo model", tasks, n_genes or DEFAULT_GENES, True)
-    entry = next((v for k, v in MODEL_TASKS.items() if k.lower() == repo.lower()), None)
+    entry = next((v for k, v in model_tasks().items() if k.lower() == repo.lower()), None)
     if entry:
         return Capabilities(repo, entry[0], n_genes or entry[1], True)
     return Capabilities(repo, frozenset(ALL_TASKS), n_genes or DEFAULT_GENES, False)

@@ -19,6 +19,11 @@ class ModelEntry:
     license_note: str
     prompt_family: str
     tasks: tuple[str, ...]
+    """What the model card says it was trained for (free text)."""
+    app_tasks: tuple[str, ...]
+    """The same in C2S Desktop's task names (``annotate``, ``generate``, ``embed``, ...)."""
+    n_genes: int | None
+    """Genes per cell sentence to use by default (None: not recorded)."""
     raw: dict[str, Any]  # the full catalogue record (sizes, tokenizer facts, ...)
 
 
@@ -34,6 +39,8 @@ def load_catalog() -> tuple[ModelEntry, ...]:
             license_note=m.get("license_note") or "",
             prompt_family=m.get("prompt_family") or "",
             tasks=tuple(m.get("trained_tasks") or ()),
+            app_tasks=tuple(m.get("app_tasks") or ()),
+            n_genes=m.get("app_n_genes"),
             raw=m,
         )
         for m in json.loads(text)["models"]
