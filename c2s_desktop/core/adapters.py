@@ -67,42 +67,63 @@ def check_adapter(adapter_path: str | Path, base_path: str | Path) -> AdapterInf
     Raises :class:`ModelFileError` "ADAPTER was trained for BASE_NAME, not MODEL (why)".
     """
     info = read_adapter(adapter_path)
-    base_path = Path(base_path)
+    _check_fits(info, _read_base(Path(base_path)))
+    return info
+
+
+@dataclass(frozen=True)
+class _Base:
+    """What an adapter is checked against: the base GGUF's name, architecture, tensor shapes
+    (GGUF order) and the hashes of the checkpoint it was converted from."""
+
+    name: str
+    architecture: str
+    shapes: dict[str, tuple[int, ...]]
+    source_files: tuple[str, ...]
+
+
+def _read_base(path: Path) -> _Base:
     try:
-        reader = _reader(base_path)
-        arch = _text(reader, "general.architecture")
-        model_name = _text(reader, "general.name") or base_path.stem
-        base_shapes = {t.name: tuple(int(d) for d in t.shape) for t in reader.tensors}
+        reader = _reader(path)
         source = reader.fields.get("c2s.source_files")
-        source_files = tuple(str(s) for s in source.contents()) if source is not None else ()
-    except _DAMAGED as exc:
+        return _Base(
+            name=_text(reader, "general.name") or path.stem,
+            architecture=_text(reader, "general.architecture"),
+            shapes={t.name: tuple(int(d) for d in t.shape) for t in reader.tensors},
+            source_files=tuple(str(s) for s in source.contents()) if source is not None else (),
+        )
+    except (*_DAMAGED, OSError) as exc:
         raise ModelFileError(
-            f"the model file is truncated or damaged ({exc})",
-            path=base_path,
+            f"the model file cannot be read or is damaged ({exc})",
+            path=path,
             hint="download or convert the model again",
         ) from None
+
+
+def _check_fits(info: AdapterInfo, base: _Base) -> None:
+    """llama.cpp's checks (architecture; each pair's base tensor exists with a matching shape)
+    and the checkpoint hashes when both files record them."""
 
     def wrong(why: str) -> ModelFileError:
         trained_for = info.base_name or "another model"
         return ModelFileError(
-            f"{Path(info.path).name} was trained for {trained_for}, not {model_name} ({why})",
+            f"{Path(info.path).name} was trained for {trained_for}, not {base.name} ({why})",
             path=info.path,
             hint=_HINT_BASE,
         )
 
-    if info.architecture != arch:
-        raise wrong(f"architecture {info.architecture}, the model is {arch}")
+    if info.architecture != base.architecture:
+        raise wrong(f"architecture {info.architecture}, the model is {base.architecture}")
     for name, (a, b) in info.shapes.items():
-        w = base_shapes.get(name)
+        w = base.shapes.get(name)
         if w is None:
             raise wrong(f"the model has no tensor {name}")
         if len(w) != 2 or w[0] != a[0] or w[1] != b[1]:
             raise wrong(
                 f"tensor {name} is {list(w)} in the model, the adapter fits [{a[0]}, {b[1]}]"
             )
-    if info.base_files and source_files and set(info.base_files) != set(source_files):
+    if info.base_files and base.source_files and set(info.base_files) != set(base.source_files):
         raise wrong("the base checkpoint's file hashes differ")
-    return info
 
 
 def adapters_dir() -> Path:
@@ -126,12 +147,14 @@ def list_adapters(directory: str | Path | None = None) -> list[AdapterInfo]:
 
 def adapters_for(base_path: str | Path, directory: str | Path | None = None) -> list[AdapterInfo]:
     """The adapters of ``directory`` that :func:`check_adapter` accepts for ``base_path``."""
+    base = _read_base(Path(base_path))
     fitting = []
     for a in list_adapters(directory):
         try:
-            fitting.append(check_adapter(a.path, base_path))
+            _check_fits(a, base)
         except ModelFileError:
             continue
+        fitting.append(a)
     return fitting
 
 
