@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -112,7 +116,12 @@ def finetune(
         err.print(f"{split.unlabelled:,} selected cells have no label and are left out")
     from .core.finetune.train import finetune as run
 
+    first = [True]
+
     def on_step(report: StepReport) -> None:
+        if first[0] and report.step > 1:
+            out.print(f"resuming an interrupted run from step {report.step - 1}", markup=False)
+        first[0] = False
         if report.heldout_accuracy is not None:
             out.print(
                 f"epoch {report.epoch}: step {report.step}/{report.total_steps}, "
@@ -124,7 +133,7 @@ def finetune(
     read = {f.name: getattr(data_args, f.name) for f in dataclasses.fields(data_args)}
     params = {**dataclasses.asdict(opts), "base": str(base), "merge": str(merge or "")}
     with audit.job("finetune", inputs=[data, base], params=params) as job:
-        with progress_bar("finetune") as (update, cancel):
+        with progress_bar("finetune") as (update, cancel), _stop_on_ctrl_c(cancel):
             result = run(
                 data,
                 base,
@@ -140,8 +149,6 @@ def finetune(
         job.outputs.append(output)
         if result.merged_dir is not None:
             job.outputs.append(result.merged_dir)
-    if result.resumed_step:
-        err.print(f"resumed from step {result.resumed_step} of an interrupted run")
     warn(result.warnings)
     out.print(
         f"held-out accuracy: before {result.accuracy_before:.1%}, after "
@@ -156,3 +163,24 @@ def finetune(
     if result.merged_dir is not None:
         err.print(f"wrote {result.merged_dir}", markup=False, soft_wrap=True)
     err.print(f"wrote {result.adapter_path}", markup=False, soft_wrap=True)
+
+
+@contextmanager
+def _stop_on_ctrl_c(cancel: threading.Event) -> Iterator[None]:
+    """The first Ctrl-C asks the run to stop after its step (its checkpoint saved, so the same
+    command resumes); a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        err.print("stopping after this step; run the same command again to resume")
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

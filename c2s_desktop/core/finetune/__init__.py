@@ -7,16 +7,33 @@ option and report types are light; :func:`finetune`, :func:`measure_step` and
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import BaseInfo, check_base, train_available
 from .options import FinetuneOptions, FinetuneResult, SplitPlan, StepReport
-from .process import run_finetune_process
-from .split import plan_split
 
 if TYPE_CHECKING:
     from ..progress import CancelToken, ProgressFn
+    from .base import BaseInfo, check_base, train_available
+    from .process import run_finetune_process
+    from .split import plan_split
+
+# Imported on first use, so ``c2s --help`` (which imports the options) loads no NumPy.
+_LAZY = {
+    "BaseInfo": "base",
+    "check_base": "base",
+    "train_available": "base",
+    "run_finetune_process": "process",
+    "plan_split": "split",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+
 
 __all__ = [
     "BaseInfo",

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from ..dataset import Dataset
 from ..errors import DataError
 from ..tasks.common import parse_selector
 from .options import FinetuneOptions, SplitPlan
+
+if TYPE_CHECKING:
+    from ..dataset import Dataset
 
 MIN_PER_LABEL = 2
 """Cells a label needs: at least one to train on and one to hold out."""

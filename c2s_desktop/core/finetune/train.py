@@ -41,6 +41,8 @@ from .split import plan_split
 
 StepFn = Callable[[StepReport], None]
 _FORMAT = 1
+_SAVE_S = 120.0
+"""A checkpoint is also written when the last one is older than this (slow steps)."""
 
 
 @dataclass
@@ -133,8 +135,11 @@ def _finetune(
     resumed = step
     after = history[-1] if history else before
 
+    saved = [time.monotonic()]
+
     def save() -> None:
         _save_state(ckpt, model, opt, step, before, losses, history)
+        saved[0] = time.monotonic()
 
     model.train()
     train_seconds, n_timed = 0.0, 0
@@ -159,7 +164,7 @@ def _finetune(
             history.append(acc)
             model.train()
             save()
-        elif step % max(1, options.checkpoint_every) == 0:
+        elif step % max(1, options.checkpoint_every) == 0 or time.monotonic() - saved[0] > _SAVE_S:
             save()
         epoch = (step - 1) // steps_per_epoch + 1
         if on_step is not None:
