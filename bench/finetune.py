@@ -85,8 +85,6 @@ def pythia_base(folder: Path, vocab: Path | None) -> Path:
 
     target = folder / "pythia-410m"
     if not (target / "model.safetensors").exists():
-        cached = ROOT / "bench" / "out" / "engine" / "full" / "ggml-vocab-gpt-neox.gguf"
-        vocab = vocab or (cached if cached.exists() else None)
         save_pythia_tokenizer(pythia_vocab(folder, vocab), target, PYTHIA_VOCAB)
         qb.save_gptneox(target, PYTHIA_VOCAB, max_position_embeddings=2048, **FULL)
     return target
