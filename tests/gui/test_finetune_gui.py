@@ -158,3 +158,37 @@ def test_train_cancel_resume_and_use_the_adapter(
     manager.remove_adapter(manager.adapters[0])
     assert not Path(result.adapter_path).exists()
     assert manager.adapters == [] and w.engine_host.adapter is None
+
+
+@pytest.mark.slow
+def test_base_from_the_loaded_gguf_and_closing_while_training(
+    qtbot, loaded, gguf, tmp_path, monkeypatch
+):
+    from c2s_desktop.gui.engine_host import RunOptions
+
+    monkeypatch.setenv("C2S_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
+    w = loaded
+    w.engine_host.set_options(RunOptions(threads=1))
+    assert w.load_model(gguf("gptneox", "f32"))
+    qtbot.waitUntil(lambda: w.engine_host.is_loaded() and not w.runner.is_busy(), timeout=30_000)
+    w.set_selection(_rows(w, TRAIN_LABELS))
+    controller = w.annotate.finetune
+    dialog = controller.open_dialog()
+    assert dialog.base_dir() is None and dialog.export_button.isEnabled()
+    dialog.export_button.click()  # a checkpoint folder made from the GGUF, in a child process
+    qtbot.waitUntil(lambda: dialog.base_dir() is not None, timeout=60_000)
+    base = dialog.base_dir()
+    assert (base / "config.json").is_file() and (base / "c2s_source.json").is_file()
+    assert controller.remembered_base() == base
+    dialog.export_button.click()  # made once: the same folder again, at once
+    qtbot.waitUntil(lambda: not w.runner.is_busy(), timeout=10_000)
+    assert dialog.base_dir() == base
+
+    dialog.label_box.setCurrentText(LABEL)
+    dialog.scope_selection.setChecked(True)
+    dialog.n_genes.setValue(32)
+    assert controller.train()
+    qtbot.waitUntil(lambda: len(dialog.steps) >= 1, timeout=60_000)
+    w.close()  # the run stops and saves its checkpoint before the window goes
+    assert not w.runner.is_busy(TRAIN_SLOT)
+    assert list((tmp_path / "checkpoints").glob("finetune-*.pt"))

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -61,6 +61,9 @@ if TYPE_CHECKING:
 
 TRAIN_SLOT = "finetune"
 MEASURE_SLOT = "finetune-measure"
+BASE_SLOT = "finetune-base"
+STOP_WAIT_MS = 130_000
+"""At window close, how long to wait for a training run to save its checkpoint and stop."""
 SHORTCUT = "Ctrl+Shift+T"
 BASE_KEY = "finetune/base"
 """QSettings group: base checkpoint folder per model (``finetune/base/<model key>``)."""
@@ -135,24 +138,65 @@ def duration_text(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def measure_in_child(
-    data_path: Path,
-    base_dir: Path,
-    options: FinetuneOptions,
-    cancel: CancelToken | None = None,
-) -> float:
-    """:func:`measure_step` in a child process (torch stays out of the window's process);
-    a cancel stops the child."""
+def _child_call(fn: Callable[..., Any], args: tuple) -> tuple:
+    """Run ``fn(*args)`` in the child: ``("ok", value)`` or the error as plain values (an
+    exception class with its own constructor may not survive pickling)."""
+    try:
+        return ("ok", fn(*args))
+    except Exception as exc:  # noqa: BLE001 - sent back to the window
+        message = getattr(exc, "message", None)
+        if message is None:
+            return ("failed", f"{type(exc).__name__}: {exc}")
+        path, hint = getattr(exc, "path", None), getattr(exc, "hint", "") or ""
+        return ("error", type(exc).__name__, str(message), path and str(path), str(hint))
+
+
+def in_child(fn: Callable[..., Any], *args: Any, cancel: CancelToken | None = None) -> Any:
+    """``fn(*args)`` in a fresh child process (torch stays out of the window's process); a
+    cancel ends the child. User errors come back as :class:`C2SError` subclasses."""
     import multiprocessing as mp
 
-    from ...core.finetune import measure_step
+    from ...core import errors
 
     with mp.get_context("spawn").Pool(1) as pool:  # leaving the block ends the child
-        pending = pool.apply_async(measure_step, (str(data_path), str(base_dir), options))
+        pending = pool.apply_async(_child_call, (fn, args))
         while not pending.ready():
             check_cancel(cancel)
             pending.wait(0.2)
-        return float(pending.get())
+        outcome = pending.get()
+    if outcome[0] == "ok":
+        return outcome[1]
+    if outcome[0] == "failed":
+        raise RuntimeError(outcome[1])
+    _, name, message, path, hint = outcome
+    kind = getattr(errors, name, None)
+    if not (isinstance(kind, type) and issubclass(kind, C2SError)):
+        kind = errors.DataError if name == "QuantizeError" else C2SError
+    raise kind(message, path=path, hint=hint)
+
+
+def measure_in_child(
+    data_path: Path, base_dir: Path, options: FinetuneOptions, cancel: CancelToken | None = None
+) -> float:
+    """Seconds per training step (:func:`measure_step`) measured in a child process."""
+    from ...core.finetune import measure_step
+
+    return float(in_child(measure_step, str(data_path), str(base_dir), options, cancel=cancel))
+
+
+def base_from_gguf(gguf_path: Path, cancel: CancelToken | None = None) -> Path:
+    """A Hugging Face checkpoint folder made from a GGUF (c2s-quantize's ``export_hf``, in a
+    child process) under ``models/bases/``; one made before is reused."""
+    from c2s_quantize.export_hf import export_hf
+
+    from ...core.model_store import cached_sha256, models_dir
+
+    digest = cached_sha256(Path(gguf_path))
+    folder = models_dir() / "bases" / f"{_slug(Path(gguf_path).stem)}-{digest[:10]}"
+    if (folder / "config.json").is_file():
+        return folder
+    result = in_child(export_hf, Path(gguf_path), folder, cancel=cancel)
+    return Path(result.folder)
 
 
 @dataclass(frozen=True)
@@ -180,6 +224,7 @@ class FinetuneDialog(QDialog):
     train_requested = Signal()
     cancel_requested = Signal()
     measure_requested = Signal()
+    export_requested = Signal()
 
     def __init__(self, parent: QWidget | None) -> None:
         super().__init__(parent)
@@ -198,6 +243,10 @@ class FinetuneDialog(QDialog):
             "The checkpoint the loaded GGUF was converted from (remembered for this model)"
         )
         self.base_button = QPushButton("Choose…")
+        self.export_button = QPushButton("From the loaded model")
+        self.export_button.setToolTip(
+            "Make a checkpoint folder from the loaded GGUF (for a model you have only as GGUF)"
+        )
         self.holdout = QDoubleSpinBox(minimum=0.05, maximum=0.5, singleStep=0.05, value=0.2)
         self.holdout.setToolTip("Fraction of each label's cells held out to measure accuracy")
         self.epochs = QSpinBox(minimum=1, maximum=100, value=3)
@@ -218,6 +267,7 @@ class FinetuneDialog(QDialog):
         base = QHBoxLayout()
         base.addWidget(self.base_edit, 1)
         base.addWidget(self.base_button)
+        base.addWidget(self.export_button)
         form.addRow("Base checkpoint", base)
         form.addRow("Held-out fraction", self.holdout)
         form.addRow("Epochs", self.epochs)
@@ -306,6 +356,7 @@ class FinetuneDialog(QDialog):
         self.train_button.clicked.connect(self.train_requested)
         self.cancel_button.clicked.connect(self.cancel_requested)
         self.measure_button.clicked.connect(self.measure_requested)
+        self.export_button.clicked.connect(self.export_requested)
         self.close_button.clicked.connect(self.hide)
         self.set_running(False)
 
@@ -368,7 +419,9 @@ class FinetuneDialog(QDialog):
         self.progress.setVisible(running)
         for w in (self.label_box, self.scope_all, self.scope_selection, self.base_edit):
             w.setEnabled(not running)
-        for w in (self.base_button, self.holdout, self.epochs, self.rank, self.lr, self.n_genes):
+        for w in (self.base_button, self.export_button, self.holdout, self.epochs):
+            w.setEnabled(not running)
+        for w in (self.rank, self.lr, self.n_genes):
             w.setEnabled(not running)
         self.measure_button.setEnabled(not running)
         if running:
@@ -449,6 +502,18 @@ class FinetuneController(QObject):
             button.setToolTip(f"{self.action.toolTip()} ({SHORTCUT})")
             button.clicked.connect(self.open_dialog)
         window.dataset_loaded.connect(self._dataset_loaded)
+        window.installEventFilter(self)  # a closing window waits for training to stop
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        """Before the window closes, stop a training run and wait for it to save its
+        checkpoint (its thread must end before the window is destroyed)."""
+        if watched is self.window_ and event.type() == QEvent.Type.Close and self.running():
+            job = self.window_.runner.current.get(TRAIN_SLOT)
+            self.cancel()
+            if job is not None:  # the thread ends once the run has returned
+                job.thread.quit()
+                job.thread.wait(STOP_WAIT_MS)
+        return False
 
     def _add_to_menu(self) -> None:
         """Join the Tasks menu (built after the docks: wait for it once)."""
@@ -491,6 +556,7 @@ class FinetuneController(QObject):
             self.dialog.train_requested.connect(self.train)
             self.dialog.cancel_requested.connect(self.cancel)
             self.dialog.measure_requested.connect(self.measure)
+            self.dialog.export_requested.connect(self.export_base)
         d = self.dialog
         d.setWindowTitle(f"Train on the labels of {Path(w.dataset.path).name}")
         d.set_columns(self.columns())
@@ -499,6 +565,8 @@ class FinetuneController(QObject):
             d.scope_all.setChecked(True)
         if not d.base_dir():
             d.base_edit.setText(str(self.remembered_base() or ""))
+        host = w.engine_host
+        d.export_button.setEnabled(host.path is not None and not self.running())
         self.update_split()
         d.show()
         d.raise_()
@@ -645,6 +713,30 @@ class FinetuneController(QObject):
         if self.dialog is not None:
             self.dialog.estimate.setText("The step could not be measured")
         self.window_.report_error(exc, "Cannot measure a training step")
+
+    def export_base(self) -> None:
+        """Make the base checkpoint from the loaded GGUF (background; reused when made before)."""
+        w, d = self.window_, self.dialog
+        gguf_path = w.engine_host.path
+        if d is None or gguf_path is None:
+            w.status.setText("Load a model first: its GGUF becomes the base checkpoint")
+            return
+        d.export_button.setEnabled(False)
+        d.split_note.setText(f"Making a checkpoint folder from {Path(gguf_path).name}…")
+        d.split_note.setStyleSheet("")
+        job = w.runner.start(
+            BASE_SLOT,
+            base_from_gguf,
+            Path(gguf_path),
+            on_success=self._base_made,
+            on_failure=lambda exc: w.report_error(exc, "Cannot make a base checkpoint"),
+        )
+        job.done.connect(lambda: d.export_button.setEnabled(not self.running()))
+
+    def _base_made(self, folder: Path) -> None:
+        if self.dialog is not None:
+            self.dialog.set_base(folder)
+            self._remember_base(folder)
 
     # -- training ------------------------------------------------------------------------------
     def running(self) -> bool:
