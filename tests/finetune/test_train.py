@@ -202,3 +202,24 @@ def test_gemma2_trains_in_a_child_process(cells, checkpoints, tmp_path):
     assert any("loss" in m for m in messages)
     with pytest.raises(DataError, match="no obs column 'nope'"):
         run_finetune_process(cells, checkpoints["gemma2"], out, FinetuneOptions(label_key="nope"))
+
+
+@pytest.mark.parametrize("arch", ["gptneox", "gemma2"])
+def test_cached_label_scores_equal_whole_sequence_scores(cells, hf, arch):
+    """The shared-prompt KV cache (Gemma-2's sliding window of 16 is shorter than the prompt)
+    gives the scores of running each label's whole sequence."""
+    from c2s_desktop.core.finetune.examples import ExampleBuilder
+    from c2s_desktop.core.finetune.scoring import label_logprobs
+    from c2s_desktop.core.sentences import cell_sentences
+
+    tokenizer, model = hf(arch)
+    with open_dataset(cells) as ds:
+        sentences = cell_sentences(ds, np.array([0, 13, 30]), top_k=20)
+        organism = ds.organism
+    build = ExampleBuilder(tokenizer, sorted(LABELS), organism, 20, 512)
+    examples = [build(s) for s in sentences]
+    pad = tokenizer.pad_token_id
+    cached = label_logprobs(model, examples, "cpu", pad)
+    whole = label_logprobs(model, examples, "cpu", pad, cached=False)
+    assert cached.shape == (3, 3) and np.all(whole < 0)
+    np.testing.assert_allclose(cached, whole, atol=1e-4)
