@@ -467,6 +467,15 @@ def _nice() -> None:
     os.nice(10)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def child(model: str, prompts_file: str) -> None:
     """In a child process: score every prompt's labels, then generate; print the figures."""
     from c2s_desktop.core.engine.base import EngineOptions, GenerateParams
@@ -477,19 +486,25 @@ def child(model: str, prompts_file: str) -> None:
     start = time.perf_counter()
     with ProcessEngine(model, EngineOptions()) as engine:
         load_s = time.perf_counter() - start
-        times, best = [], []
+        pid = engine.pid or 0
+        times, cpu, best = [], [], []
         for prompt in prompts:
-            start = time.perf_counter()
+            start, cpu0 = time.perf_counter(), cpu_seconds(pid)
             scores = engine.score(prompt, conts)
             times.append(time.perf_counter() - start)
+            cpu.append(cpu_seconds(pid) - cpu0)
             best.append(max(range(len(scores)), key=lambda i: scores[i].logprob))
         n_prompt = sum(len(engine.tokenize(p)) for p in prompts) / len(prompts)
         short = prompts[0][:200]
         engine.generate(short, GenerateParams(max_tokens=4))  # warm-up
+        cpu0 = cpu_seconds(pid)
         gen = engine.generate(short, GenerateParams(max_tokens=GEN_TOKENS))
+        gen_cpu = cpu_seconds(pid) - cpu0
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the model process
     result = {
         "s_per_cell": times,
+        "cpu_s_per_cell": cpu,
+        "gen_cpu_s": gen_cpu,
         "load_s": load_s,
         "n_prompt_tokens": n_prompt,
         "gen_tokens": gen.n_tokens,
@@ -514,9 +529,9 @@ def infer(model: Path, prompts_file: Path) -> dict[str, Any]:
 def table(results: dict[str, dict[str, Any]]) -> str:
     rows = [
         "| shape | type | GGUF MB | convert s | convert peak RSS MB | prompt tokens "
-        "| s/cell (mean, cells) "
-        "| load s | gen tokens/s | model RSS MB | load avg (convert; infer) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| s/cell (mean, cells) | CPU s/cell "
+        "| load s | gen tokens/s | model RSS MB | load avg after (convert; infer) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, r in results.items():
         if "convert_s" not in r:
@@ -526,12 +541,14 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         row += f"| {r['convert_peak_mb']:.0f} "
         s = r.get("s_per_cell")
         if s:
+            cpu = r.get("cpu_s_per_cell")
             row += (
                 f"| {r['n_prompt_tokens']:.0f} | {sum(s) / len(s):.1f} ({len(s)}) "
+                f"| {f'{sum(cpu) / len(cpu):.1f}' if cpu else '-'} "
                 f"| {r['load_s']:.1f} | {r['tokens_per_s']:.2f} | {r['model_rss_mb']:.0f} "
             )
         else:
-            row += "| - | - | - | - | - "
+            row += "| - | - | - | - | - | - "
         infer_load = r["load_infer"].split(" -> ")[1] if s else "-"
         rows.append(row + f"| {r['load_convert'].split(' -> ')[1]}; {infer_load} |")
     return "\n".join(rows)
