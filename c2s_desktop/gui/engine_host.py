@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the HTTP client is imported only when a server is used
 
 MODEL_SLOT = "model"
 HASH_SLOT = "model-hash"
+ADAPTER_HASH_SLOT = "adapter-hash"
 CHEAP_AUTOLOAD_BYTES = 256 << 20
 """A remembered model this small loads at start; larger ones load when a task needs them."""
 
@@ -130,6 +131,7 @@ class EngineHost(QObject):
         self._engine: Engine | None = None
         self._path: Path | None = None
         self._adapter: Path | None = None
+        self._adapter_sha256: str | None = None
         self._sha256: str | None = None
         self._options = self._stored_options()
         self._loading: Path | None = None
@@ -187,6 +189,7 @@ class EngineHost(QObject):
             "sha256": self._sha256,
             "server": self.server_url,
             "adapter": None if self._adapter is None else str(self._adapter),
+            "adapter_sha256": self._adapter_sha256 if self._adapter is not None else None,
         }
 
     def handle_failure(self, exc: BaseException) -> bool:
@@ -397,6 +400,8 @@ class EngineHost(QObject):
             self._engine = None
 
     def _loaded(self, path: Path, engine: Engine, adapter: Path | None = None) -> None:
+        if adapter != self._adapter:
+            self._adapter_sha256 = None
         self._server, self._adapter = None, adapter
         old, self._engine = self._engine, engine
         if old is not None and old is not engine:
@@ -415,6 +420,14 @@ class EngineHost(QObject):
                 on_success=lambda digest: self._hashed(path, digest),
                 on_failure=lambda exc: None,
             )
+        if adapter is not None and self._adapter_sha256 is None:
+            self._runner.start(
+                ADAPTER_HASH_SLOT,
+                cached_sha256,
+                adapter,
+                on_success=lambda digest: self._adapter_hashed(adapter, digest),
+                on_failure=lambda exc: None,
+            )
         then, self._then = self._then, []
         if then and self._job is not None:
             # run once the loading job's thread has ended: the "model" slot is free by then
@@ -423,6 +436,11 @@ class EngineHost(QObject):
     def _hashed(self, path: Path, digest: str) -> None:
         if self._path == path:
             self._sha256 = digest
+            self.changed.emit()
+
+    def _adapter_hashed(self, adapter: Path, digest: str) -> None:
+        if self._adapter == adapter:
+            self._adapter_sha256 = digest
             self.changed.emit()
 
     def _load_failed(self, exc: BaseException) -> None:

@@ -81,7 +81,12 @@ def model_of(record: Mapping[str, str | None] | None) -> ModelRecord:
         return ModelRecord()
     if record.get("server"):
         return ModelRecord.of_server(record.get("name") or "", str(record["server"]))
-    return ModelRecord(record.get("name") or "", record.get("sha256") or "")
+    return ModelRecord(
+        record.get("name") or "",
+        record.get("sha256") or "",
+        adapter=record.get("adapter") or "",
+        adapter_sha256=record.get("adapter_sha256") or "",
+    )
 
 
 def _model_record(window: Any, host: Any) -> ModelRecord:

@@ -4,6 +4,7 @@ as the active model and in the model manager."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from c2s_desktop.gui.export_dialog import model_of
 from c2s_desktop.gui.panels.finetune import TRAIN_SLOT, adapter_path
 
 LABEL = "cell_type"
@@ -148,6 +150,13 @@ def test_train_cancel_resume_and_use_the_adapter(
     assert Path(result.adapter_path).stem in w.engine_host.state_text()
     info = read_adapter(result.adapter_path)
     assert info.label_key == LABEL and set(info.labels) == set(TRAIN_LABELS)
+    # results made now name the adapter and its hash; annotate offers the trained labels
+    digest = hashlib.sha256(Path(result.adapter_path).read_bytes()).hexdigest()
+    qtbot.waitUntil(lambda: w.engine_host.model_record()["adapter_sha256"] == digest)
+    record = model_of(w.engine_host.model_record())
+    assert record.adapter == str(result.adapter_path) and record.adapter_sha256 == digest
+    assert w.annotate_panel.candidates_obs.currentText() == LABEL
+    assert set(w.annotate_panel.candidates()) == set(w.dataset.obs[LABEL].astype(str))
 
     # the model manager lists it under its base, marked active; remove takes it away
     manager = w.show_model_manager()

@@ -202,6 +202,12 @@ class AnnotatePanel(QWidget):
         elif self.candidates_obs.currentText() == column:
             self._candidates_source()  # its values changed: refresh the candidate list
 
+    def use_obs_candidates(self, column: str) -> None:
+        """Candidates from the values of obs ``column`` (e.g. the labels a model was trained on)."""
+        if self.candidates_obs.findText(column) >= 0:
+            self.candidates_box.setCurrentText(CANDIDATES_OBS)
+            self.candidates_obs.setCurrentText(column)
+
     def _candidates_source(self, *_: object) -> None:
         source = self.candidates_box.currentText()
         self.candidates_obs.setVisible(source == CANDIDATES_OBS)
@@ -310,6 +316,7 @@ class AnnotateController(QObject):
         from .finetune import FinetuneController
 
         self.finetune = FinetuneController(window, panel.train_button)
+        self.finetune.labels_trained.connect(panel.use_obs_candidates)
 
     def cancel(self) -> None:
         """Stop the running annotation; the cells scored so far are kept for a resume."""

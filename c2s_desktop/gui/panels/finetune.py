@@ -477,6 +477,8 @@ class FinetuneController(QObject):
 
     trained = Signal(object)
     """A run finished (its FinetuneResult); the adapter is being loaded."""
+    labels_trained = Signal(str)
+    """The label column a finished run learnt (the annotate dock offers its values)."""
 
     def __init__(self, window: Window, button: QPushButton | None = None) -> None:
         super().__init__(window)
@@ -853,6 +855,7 @@ class FinetuneController(QObject):
             d.result_label.setText(text)
         w = self.window_
         w.status.setText(text)
+        self.labels_trained.emit(request.options.label_key)
         self.trained.emit(result)
         if request.base_gguf is None:
             if d is not None:
