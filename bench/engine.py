@@ -18,7 +18,7 @@ time is its best of the reps, s/cell the mean of those. The load average is prin
 after. Peak memory = max ru_maxrss of each side's process and its children (the model process).
 
     python bench/engine.py            # full size: 3 cells x 10 labels, best of 5 (~6 min, 2 cores)
-    python bench/engine.py --quick    # tiny model, seconds (smoke run)
+    python bench/engine.py --quick    # tiny model, under a minute (smoke run)
 """
 
 from __future__ import annotations
@@ -320,7 +320,9 @@ def main() -> None:
     if args.child:
         child(*args.child, args.threads)
         return
-    folder = OUT / (("quick-vocab" if args.vocab else "quick") if args.quick else "full")
+    folder = OUT / (
+        ("quick-pythia-vocab" if args.vocab else "quick") if args.quick else "pythia410m"
+    )
     folder.mkdir(parents=True, exist_ok=True)
     prompts_file = folder / "prompts.json"
     n_cells = args.cells or (2 if args.quick else 3)
