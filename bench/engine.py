@@ -19,6 +19,7 @@ after. Peak memory = max ru_maxrss of each side's process and its children (the 
 
     python bench/engine.py            # full size: 3 cells x 10 labels, best of 5 (~6 min, 2 cores)
     python bench/engine.py --quick    # tiny model, under a minute (smoke run)
+    python bench/engine.py --cli      # also c2s annotate --mode per-cell on the same cells
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "out" / "engine"
+DATA = ROOT / "tests" / "data" / "pbmc_counts_small.h5ad"
 FULL = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
 PYTHIA_VOCAB = 50304  # Pythia's embedding rows (the tokenizer's 50277 tokens, padded)
 LLAMA_VERSION = "0.3.36"
@@ -138,13 +140,43 @@ def make_prompts(n_cells: int) -> list[str]:
     from c2s_desktop.core.prompts import prompt_values, template
     from c2s_desktop.core.sentences import cell_sentences
 
-    dataset = open_dataset(ROOT / "tests/data/pbmc_counts_small.h5ad")
+    dataset = open_dataset(DATA)
     sentences = cell_sentences(dataset, rows=list(range(n_cells)), top_k=N_GENES)
     tmpl = template("cell_type_prediction")
     return [
         tmpl.format(**prompt_values(organism="Homo sapiens", n_genes=N_GENES, sentence=s))
         for s in sentences
     ]
+
+
+def write_cli_inputs(folder: Path, n_cells: int) -> None:
+    """The candidate labels and the benchmark's cells as files for ``c2s annotate``."""
+    import anndata
+
+    ids = anndata.read_h5ad(DATA, backed="r").obs_names[:n_cells]
+    (folder / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    (folder / "cells.txt").write_text("\n".join(ids) + "\n")
+
+
+def cli_command(folder: Path, qtype: str, threads: int) -> list[str]:
+    """``c2s annotate --mode per-cell`` on the benchmark's cells, labels and GGUF."""
+    c2s = Path(sys.executable).with_name("c2s")
+    return [
+        *(str(c2s), "annotate", str(DATA), "-o", str(folder / "annotated.h5ad"), "--overwrite"),
+        *("--model", str(gguf_path(folder, qtype)), "--mode", "per-cell"),
+        *("--threads", str(threads), "--cells", str(folder / "cells.txt")),
+        *("--candidates", str(folder / "labels.txt")),
+    ]
+
+
+def cli_annotate(folder: Path, qtype: str, threads: int) -> str:
+    """Run the command; its own s/cell line."""
+    cmd = cli_command(folder, qtype, threads)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [x for x in proc.stderr.splitlines() if "s per cell" in x]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"c2s annotate failed:\n{proc.stderr[-3000:]}")
+    return f"{' '.join(cmd)}\n  {lines[-1]}"
 
 
 def cpu_name() -> str:
@@ -310,6 +342,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="threads (physical cores)")
     parser.add_argument("--vocab", type=Path, default=None, help="ggml-vocab-gpt-neox.gguf")
     parser.add_argument("--generation", action="store_true", help="also generation tokens/s")
+    parser.add_argument("--cli", action="store_true", help="also c2s annotate --mode per-cell")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -330,6 +363,7 @@ def main() -> None:
     if args.build_only:
         build(folder, args.quick, args.type, args.vocab, args.threads)
         prompts_file.write_text(json.dumps(make_prompts(n_cells)))
+        write_cli_inputs(folder, n_cells)
         return
     started = time.perf_counter()
     # A forked child starts with its parent's peak RSS on Linux: build in a child too.
@@ -375,6 +409,8 @@ def main() -> None:
         f"{peak['engine'] / peak['hf']:.0%} of its peak memory "
         f"(ProcessEngine load {engine.ready['load_s']:.1f} s)"
     )
+    if args.cli:
+        print(f"through the public CLI: {cli_annotate(folder, args.type, args.threads)}")
     if rate is not None:
         print(f"ProcessEngine {args.type.upper()} greedy generation: {rate:.1f} tokens/s")
     print(f"load average after: {load_average()}; {time.perf_counter() - started:.0f} s in all")
