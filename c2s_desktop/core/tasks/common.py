@@ -5,13 +5,16 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..catalog import ALL_TASKS, Capabilities, capabilities
-from ..dataset import Dataset
-from ..engine.base import Engine
 from ..errors import DataError
+
+if TYPE_CHECKING:
+    from ..dataset import Dataset
+    from ..engine.base import Engine
 
 
 @dataclass(frozen=True)
