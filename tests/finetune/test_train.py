@@ -187,18 +187,27 @@ def test_interrupted_run_resumes_from_its_checkpoint(cells, checkpoints, trained
     assert not list((tmp_path / "checkpoints").glob("finetune-*.pt"))  # done: removed
 
 
-def test_gemma2_trains_in_a_child_process(cells, checkpoints, tmp_path):
-    reports, messages = [], []
+def test_gemma2_trains_in_a_child_process_that_cancels_and_resumes(cells, checkpoints, tmp_path):
     out = tmp_path / "g.gguf"
     options = FinetuneOptions(
-        label_key=COLUMN, holdout=0.25, n_genes=20, threads=1, max_steps=2, batch_size=4
+        label_key=COLUMN, holdout=0.25, n_genes=20, threads=1, max_steps=6, batch_size=4
     )
+    stop, first = threading.Event(), []  # the child stops after the step it is in
+    with pytest.raises(Cancelled):
+        run_finetune_process(
+            cells, checkpoints["gemma2"], out, options, cancel=stop,
+            on_step=lambda r: (first.append(r.step), stop.set()),
+        )  # fmt: skip
+    assert first[0] == 1 and first[-1] < 6 and not out.exists()
+    assert len(list((tmp_path / "checkpoints").glob("finetune-*.pt"))) == 1
+    reports, messages = [], []
     result = run_finetune_process(
         cells, checkpoints["gemma2"], out, options,
         on_step=reports.append, progress=lambda f, m: messages.append(m),
     )  # fmt: skip
-    assert [r.step for r in reports] == [1, 2] and reports[-1].heldout_accuracy is not None
-    assert result.steps == 2 and out.is_file() and result.adapter_path == out
+    assert [r.step for r in reports] == list(range(first[-1] + 1, 7))
+    assert reports[-1].heldout_accuracy is not None
+    assert result.resumed_step == first[-1] and result.steps == 6 and out.is_file()
     assert any("loss" in m for m in messages)
     with pytest.raises(DataError, match="no obs column 'nope'"):
         run_finetune_process(cells, checkpoints["gemma2"], out, FinetuneOptions(label_key="nope"))
@@ -223,3 +232,11 @@ def test_cached_label_scores_equal_whole_sequence_scores(cells, hf, arch):
     whole = label_logprobs(model, examples, "cpu", pad, cached=False)
     assert cached.shape == (3, 3) and np.all(whole < 0)
     np.testing.assert_allclose(cached, whole, atol=1e-4)
+
+
+def test_measure_step_times_a_step_and_writes_nothing(cells, checkpoints, tmp_path):
+    from c2s_desktop.core.finetune import measure_step
+
+    seconds = measure_step(cells, checkpoints["gptneox"], FAST)
+    assert np.isfinite(seconds) and seconds > 0.0
+    assert not (tmp_path / "checkpoints").exists()

@@ -158,6 +158,7 @@ def _finetune(
         per_step = train_seconds / n_timed
         acc = None
         if step % steps_per_epoch == 0 or step == total:
+            save()  # a cancel while the held-out cells are scored keeps this step
             model.eval()
             logp = label_logprobs(model, job.holdout, job.device, _pad_id(job.tokenizer), cancel)
             acc = after = accuracy(logp, job.holdout_truth)
