@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import shutil
 import sys
 
 import pytest
 
+from c2s_desktop.core.dataset import open_dataset
+from c2s_desktop.core.finetune import FinetuneOptions, plan_split
 from tests.test_cli import run
 
 from .labelled_cells import labelled_h5ad
@@ -25,23 +29,47 @@ def cells(tmp_path_factory):
     return labelled_h5ad(tmp_path_factory.mktemp("cli_cells") / "cells.h5ad")
 
 
-def test_finetune_prints_split_epochs_accuracy_and_writes_the_adapter(
-    capsys, cells, checkpoints, tmp_path
-):
+def test_finetune_then_annotate_with_the_adapter(capsys, cells, checkpoints, gguf, tmp_path):
+    """The printed run, then ``c2s annotate --adapter`` in llama.cpp on the held-out cells: its
+    accuracy is the held-out accuracy transformers + peft measured after training."""
     import torch
+    from gguf import GGUFReader
 
     torch.set_num_threads(1)
     out = tmp_path / "lab.gguf"
     args = ("finetune", cells, "--label-key", COLUMN, "--base", checkpoints["gptneox"])
-    code, stdout, stderr = run(capsys, *args, "-o", out, "--epochs", "1", *QUICK)
+    code, stdout, stderr = run(capsys, *args, "-o", out, "--epochs", "4", *QUICK)
     assert code == 0, stderr
     lines = stdout.splitlines()
     assert lines[0].startswith("split: 27 training / 9 held-out cells, 3 labels (B cell 9/3,")
-    assert any(line.startswith("epoch 1: step 4/4, loss ") for line in lines)
+    assert [line.split(",")[0] for line in lines if line.startswith("epoch ")] == [
+        f"epoch {e}: step {4 * e}/16" for e in (1, 2, 3, 4)
+    ]
     assert any(line.startswith("held-out accuracy: before ") for line in lines)
     assert f"wrote {out}" in stderr and out.stat().st_size > 10_000
     code, _, stderr = run(capsys, *args, "-o", out, *QUICK)
     assert code == 2 and "already exists — pass --overwrite" in stderr
+
+    reader = GGUFReader(out)
+    after = json.loads(reader.fields["c2s.adapter.provenance"].contents())["accuracy_after"]
+    options = FinetuneOptions(label_key=COLUMN, holdout=0.25)
+    with open_dataset(cells) as ds:
+        held = plan_split(ds, options).holdout_rows
+        ids = [str(ds.cell_ids[i]) for i in held]
+        truth = dict(zip(ids, ds.obs[COLUMN].astype(str).to_numpy()[list(held)], strict=True))
+    (tmp_path / "held.txt").write_text("\n".join(ids) + "\n")
+    table = tmp_path / "labels.csv"
+    code, _, stderr = run(
+        capsys, "annotate", cells, "-m", gguf("gptneox", "f32"), "--adapter", out,
+        "--candidates-from", COLUMN, "--mode", "per-cell", "--cells", tmp_path / "held.txt",
+        "--n-genes", "20", "--threads", "1", "-o", tmp_path / "a.h5ad", "--csv", table,
+    )  # fmt: skip
+    assert code == 0, stderr
+    with open(table, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 9
+    correct = sum(r["c2s_cell_type"] == truth[r["cell_id"]] for r in rows)
+    assert correct / 9 == pytest.approx(after) and after >= 2 / 3
 
 
 @pytest.mark.parametrize(
