@@ -62,9 +62,9 @@ class MainWindow(
         self.embeddings: dict[str, np.ndarray] = {}
         self.last_error: QMessageBox | None = None
         self.results: dict[str, object] = {}
+        """Results of model tasks on this dataset: "annotate" (AnnotateResult), "embed", ..."""
         self.result_models: dict[str, dict[str, str | None]] = {}
         """Which model made each result (name, path, sha256, server), for provenance."""
-        """Results of model tasks on this dataset: "annotate" (AnnotateResult), "embed", ..."""
         self.runner = JobRunner(self)
         self.engine_host = EngineHost(self.runner, self, self.settings)
         self.model_manager: ModelManager | None = None

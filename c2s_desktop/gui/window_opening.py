@@ -58,13 +58,16 @@ class WindowOpening:
             action.triggered.connect(lambda _=False, p=item: self.open_file(Path(p)))
         self.recent_menu.setEnabled(bool(self.recent_files()))
 
-    def choose_file(self) -> None:
+    def _start_folder(self) -> str:
+        """Where the open dialogs start: the folder of the last file opened, else home."""
         recent = self.recent_files()
-        start = str(Path(recent[0]).parent) if recent else str(Path.home())
+        return str(Path(recent[0]).parent) if recent else str(Path.home())
+
+    def choose_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
             self,
             "Open dataset",
-            start,
+            self._start_folder(),
             "Single-cell data (*.h5ad *.h5);;AnnData (*.h5ad);;Cell Ranger (*.h5);;All files (*)",
         )
         if path:
@@ -72,9 +75,9 @@ class WindowOpening:
 
     def choose_folder(self) -> None:
         """Open a Cell Ranger matrix folder (matrix.mtx[.gz], features.tsv[.gz], barcodes)."""
-        recent = self.recent_files()
-        start = str(Path(recent[0]).parent) if recent else str(Path.home())
-        path = QFileDialog.getExistingDirectory(self, "Open Cell Ranger matrix folder", start)
+        path = QFileDialog.getExistingDirectory(
+            self, "Open Cell Ranger matrix folder", self._start_folder()
+        )
         if path:
             self.open_file(Path(path))
 
