@@ -187,28 +187,27 @@ def test_interrupted_run_resumes_from_its_checkpoint(cells, checkpoints, trained
     assert not list((tmp_path / "checkpoints").glob("finetune-*.pt"))  # done: removed
 
 
-def test_gemma2_trains_in_a_child_process_that_cancels_and_resumes(cells, checkpoints, tmp_path):
+def test_gemma2_child_process_cancels_keeping_its_checkpoint(cells, checkpoints, tmp_path):
     out = tmp_path / "g.gguf"
     options = FinetuneOptions(
         label_key=COLUMN, holdout=0.25, n_genes=20, threads=1, max_steps=6, batch_size=4
     )
     stop, first = threading.Event(), []  # the child stops after the step it is in
+    messages = []
     with pytest.raises(Cancelled):
         run_finetune_process(
             cells, checkpoints["gemma2"], out, options, cancel=stop,
             on_step=lambda r: (first.append(r.step), stop.set()),
+            progress=lambda f, m: messages.append(m),
         )  # fmt: skip
+    assert any("loss" in m for m in messages)
     assert first[0] == 1 and first[-1] < 6 and not out.exists()
     assert len(list((tmp_path / "checkpoints").glob("finetune-*.pt"))) == 1
-    reports, messages = [], []
-    result = run_finetune_process(
-        cells, checkpoints["gemma2"], out, options,
-        on_step=reports.append, progress=lambda f, m: messages.append(m),
-    )  # fmt: skip
+    reports = []  # the child's checkpoint resumes here too
+    result = finetune(cells, checkpoints["gemma2"], out, options, on_step=reports.append)
     assert [r.step for r in reports] == list(range(first[-1] + 1, 7))
     assert reports[-1].heldout_accuracy is not None
     assert result.resumed_step == first[-1] and result.steps == 6 and out.is_file()
-    assert any("loss" in m for m in messages)
     with pytest.raises(DataError, match="no obs column 'nope'"):
         run_finetune_process(cells, checkpoints["gemma2"], out, FinetuneOptions(label_key="nope"))
 
