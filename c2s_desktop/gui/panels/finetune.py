@@ -108,16 +108,24 @@ def model_key(host: Any) -> str | None:
     return _slug(f"{Path(host.path).name}-{info.size_bytes}")
 
 
+def exported_base(gguf_path: Path, digest: str) -> Path:
+    """Where :func:`base_from_gguf` puts the checkpoint made from a GGUF."""
+    from ...core.model_store import models_dir
+
+    return models_dir() / "bases" / f"{_slug(Path(gguf_path).stem)}-{digest[:10]}"
+
+
 def guess_base(host: Any) -> Path | None:
-    """A checkpoint folder named as the GGUF's ``c2s.source_folder`` beside the GGUF."""
+    """The checkpoint made from the loaded GGUF before, or a folder named as its
+    ``c2s.source_folder`` beside it (None when neither is there)."""
     info = host.info
     if info is None or host.path is None:
         return None
     folder = str(info.metadata.get("c2s.source_folder", "") or "")
-    if not folder:
-        return None
-    candidate = Path(host.path).parent / folder
-    return candidate if (candidate / "config.json").is_file() else None
+    candidates = [Path(host.path).parent / folder] if folder else []
+    if host.sha256:
+        candidates.insert(0, exported_base(Path(host.path), host.sha256))
+    return next((c for c in candidates if (c / "config.json").is_file()), None)
 
 
 def split_rows(plan: SplitPlan) -> list[tuple[str, int, int]]:
@@ -189,10 +197,9 @@ def base_from_gguf(gguf_path: Path, cancel: CancelToken | None = None) -> Path:
     child process) under ``models/bases/``; one made before is reused."""
     from c2s_quantize.export_hf import export_hf
 
-    from ...core.model_store import cached_sha256, models_dir
+    from ...core.model_store import cached_sha256
 
-    digest = cached_sha256(Path(gguf_path))
-    folder = models_dir() / "bases" / f"{_slug(Path(gguf_path).stem)}-{digest[:10]}"
+    folder = exported_base(Path(gguf_path), cached_sha256(Path(gguf_path)))
     if (folder / "config.json").is_file():
         return folder
     result = in_child(export_hf, Path(gguf_path), folder, cancel=cancel)
@@ -264,11 +271,12 @@ class FinetuneDialog(QDialog):
         scope.addWidget(self.scope_all)
         scope.addWidget(self.scope_selection)
         form.addRow("Cells", scope)
-        base = QHBoxLayout()
-        base.addWidget(self.base_edit, 1)
-        base.addWidget(self.base_button)
-        base.addWidget(self.export_button)
-        form.addRow("Base checkpoint", base)
+        base_buttons = QHBoxLayout()
+        base_buttons.addWidget(self.base_button)
+        base_buttons.addWidget(self.export_button)
+        base_buttons.addStretch(1)
+        form.addRow("Base checkpoint", self.base_edit)
+        form.addRow("", base_buttons)
         form.addRow("Held-out fraction", self.holdout)
         form.addRow("Epochs", self.epochs)
         form.addRow("LoRA rank", self.rank)
@@ -504,6 +512,8 @@ class FinetuneController(QObject):
             button.setToolTip(f"{self.action.toolTip()} ({SHORTCUT})")
             button.clicked.connect(self.open_dialog)
         window.dataset_loaded.connect(self._dataset_loaded)
+        window.selection_changed.connect(self._selection_changed)
+        window.engine_host.changed.connect(self._model_changed)
         window.installEventFilter(self)  # a closing window waits for training to stop
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
@@ -588,6 +598,22 @@ class FinetuneController(QObject):
         if self.dialog is not None and self.dialog.isVisible() and not self.running():
             self.dialog.set_columns(self.columns())
             self.update_split()
+
+    def _selection_changed(self, *_: object) -> None:
+        d = self.dialog
+        if d is None or not d.isVisible() or self.running():
+            return
+        d.scope_selection.setEnabled(len(self.window_.selection.current) > 0)
+        if d.scope_selection.isChecked():
+            if not len(self.window_.selection.current):
+                d.scope_all.setChecked(True)  # updates the split
+            else:
+                self.update_split()
+
+    def _model_changed(self) -> None:
+        d = self.dialog
+        if d is not None and not self.running():
+            d.export_button.setEnabled(self.window_.engine_host.path is not None)
 
     def remembered_base(self) -> Path | None:
         key = model_key(self.window_.engine_host)
