@@ -65,7 +65,8 @@ class ExampleBuilder:
             n = max(MIN_GENES, int(n * self.limit / len(ids) * 0.95))
             prompt = self.prompt(sentence, n)
             ids = self._ids(prompt)
-        fulls = [tuple(self._ids(prompt + c)) for c in self.continuations]
+        joint = self.tokenizer([prompt + c for c in self.continuations])["input_ids"]
+        fulls = [tuple(f) for f in joint]
         splits = tuple(max(1, common_prefix(f, ids)) for f in fulls)
         return Example(prompt, tuple(fulls), splits, n)
 
