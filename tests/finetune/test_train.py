@@ -153,6 +153,7 @@ def test_adapter_file_names_its_base_labels_and_provenance(trained, checkpoints)
     assert prov["accuracy_after"] == result.accuracy_after
     assert prov["split"]["holdout"] == dict.fromkeys(sorted(LABELS), 3)
     assert prov["options"]["rank"] == 8 and len(prov["data"]["sha256"]) == 64
+    assert prov["n_genes"] == 20 and prov["template"].endswith("cell_type_prediction/0")
     assert result.adapter_bytes == result.adapter_path.stat().st_size
     assert (result.merged_dir / "config.json").is_file()
     assert any(result.merged_dir.glob("*.safetensors"))

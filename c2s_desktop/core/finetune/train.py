@@ -32,6 +32,7 @@ from ..checkpoints import checkpoint_dir, run_key
 from ..dataset import open_dataset
 from ..errors import Cancelled, DataError, InputFileError, OutputError
 from ..progress import CancelToken, ProgressFn, check_cancel, no_progress
+from ..prompts import CELL_TYPE_PREDICTION, template
 from ..sentences import cell_sentences
 from .base import BaseInfo, TrainingUnavailable, base_folder, check_base, train_available
 from .examples import Example, ExampleBuilder
@@ -540,6 +541,8 @@ def _provenance(
         "label_key": options.label_key,
         "labels": list(job.split.labels),
         "options": dataclasses.asdict(options),
+        "n_genes": options.n_genes or DEFAULT_GENES,
+        "template": template(CELL_TYPE_PREDICTION, options.template_index).id,
         "split": job.split.as_dict(),
         "accuracy_before": before,
         "accuracy_after": after,
