@@ -7,6 +7,7 @@ import json
 import shutil
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,3 +241,18 @@ def test_measure_step_times_a_step_and_writes_nothing(cells, checkpoints, tmp_pa
     seconds = measure_step(cells, checkpoints["gptneox"], FAST)
     assert np.isfinite(seconds) and seconds > 0.0
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_gguf_base_is_exported_to_a_checkpoint_first(cells, gguf, tmp_path):
+    from gguf import GGUFReader
+
+    out = tmp_path / "a.gguf"
+    options = FinetuneOptions(label_key=COLUMN, holdout=0.25, n_genes=20, threads=1, max_steps=1)
+    result = finetune(cells, gguf("gptneox", "f32"), out, options)
+    assert result.steps == 1 and out.is_file()
+    reader = GGUFReader(out)
+    assert reader.fields["general.architecture"].contents() == "gptneox"
+    prov = json.loads(reader.fields["c2s.adapter.provenance"].contents())
+    assert prov["base"]["architecture"] == "GPTNeoXForCausalLM"
+    exported = Path(prov["base"]["path"])
+    assert exported.name == "gptneox.f32" and not exported.exists()  # a temporary export
