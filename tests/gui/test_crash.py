@@ -91,8 +91,8 @@ def test_kill_during_annotation_shows_dialog(qtbot, with_model):
     assert host.is_loaded() and w.dataset.obs[LABEL_COLUMN].notna().sum() == 4
 
 
-def test_unload_during_a_job_cancels_it_without_blocking(qtbot, with_model):
-    w = with_model
+def test_unload_during_a_job_cancels_it_without_blocking(qtbot, with_own_model):
+    w = with_own_model
     annotate_rows(qtbot, w, np.zeros(0, dtype=np.int64))
     qtbot.waitUntil(lambda: "cells scored" in w.annotate_panel.progress_label.text(), timeout=T)
     pid = w.engine_host.pid

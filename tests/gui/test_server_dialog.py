@@ -3,8 +3,6 @@ background connection test against a real llama-cpp-python server on loopback.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server] (dev extra)")
@@ -12,17 +10,10 @@ pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[serve
 from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QDialog  # noqa: E402
 
-from c2s_desktop.core.resources import resource_path  # noqa: E402
 from c2s_desktop.gui.panels.server import ServerDialog  # noqa: E402
-from tests.engine.llama_server import free_port, llama_server  # noqa: E402
+from tests.engine.llama_server import free_port  # noqa: E402
 
-ALIAS = "c2s-desktop/demo-pbmc-tiny"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    with llama_server(resource_path("demo", "c2s-demo-pbmc.q8_0.gguf"), alias=ALIAS) as url:
-        yield url
+from .conftest import DEMO_ALIAS as ALIAS  # noqa: E402
 
 
 def make(qtbot) -> ServerDialog:  # noqa: ANN001
@@ -72,9 +63,9 @@ def test_a_bad_address_keeps_the_dialog_open(qtbot, isolated):
     assert "is not a server address" in dialog.status.text()
 
 
-def test_connection_test_lists_the_models_in_the_background(qtbot, isolated, server):
+def test_connection_test_lists_the_models_in_the_background(qtbot, isolated, demo_server):
     dialog = make(qtbot)
-    dialog.url.setText(server)
+    dialog.url.setText(demo_server)
     dialog.test.click()
     qtbot.waitUntil(lambda: dialog.status.text().startswith("Connected"), timeout=20_000)
     assert ALIAS in dialog.status.text()

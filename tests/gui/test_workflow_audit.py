@@ -72,23 +72,19 @@ def test_help_and_model_menus_reach_audit_log_and_server(window):
 
 
 @pytest.mark.timeout(240)
-def test_a_model_on_a_server_annotates_through_the_window(qtbot, loaded, audit_log):
-    pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
-    from tests.engine.llama_server import llama_server
-
-    w = loaded
-    with llama_server(demo_model_path(), alias="c2s-desktop/demo-pbmc-tiny") as url:
-        assert w.engine_host.connect_server(ServerOptions(url=url, scoring="generate"))
-        qtbot.waitUntil(lambda: not w.runner.is_busy(), timeout=T)
-        assert w.engine_host.is_loaded() and w.engine_host.server_url == url
-        assert url in w.engine_host.state_text()
-        # not measured on this server yet: the estimate uses its connection test's rate
-        assert w.annotate.seconds_per_cell() is None
-        QSettings().setValue("server/seconds_per_cell", 0.25)
-        _, seconds = w.annotate.estimate()
-        assert seconds == pytest.approx(0.25 * w.annotate.scored_cells(w.annotate.options()))
-        _annotate(qtbot, w, np.arange(3))
-        assert len(w.results["annotate"].labels) == 3
-        w.engine_host.unload()
+def test_a_model_on_a_server_annotates_through_the_window(qtbot, loaded, audit_log, demo_server):
+    w, url = loaded, demo_server
+    assert w.engine_host.connect_server(ServerOptions(url=url, scoring="generate"))
+    qtbot.waitUntil(lambda: not w.runner.is_busy(), timeout=T)
+    assert w.engine_host.is_loaded() and w.engine_host.server_url == url
+    assert url in w.engine_host.state_text()
+    # not measured on this server yet: the estimate uses its connection test's rate
+    assert w.annotate.seconds_per_cell() is None
+    QSettings().setValue("server/seconds_per_cell", 0.25)
+    _, seconds = w.annotate.estimate()
+    assert seconds == pytest.approx(0.25 * w.annotate.scored_cells(w.annotate.options()))
+    _annotate(qtbot, w, np.arange(3))
+    assert len(w.results["annotate"].labels) == 3
+    w.engine_host.unload()
     entry = [e for e in audit.read_entries(path=audit_log) if e["task"] == "annotate"][-1]
     assert entry["engine"] == url and entry["model"] is None
