@@ -17,7 +17,7 @@ DEMO_MODEL := resources/demo/c2s-demo-pbmc.q8_0.gguf
 
 export GGML_NO_BACKTRACE := 1
 
-.PHONY: demo test lint bench fuzz clean venv dev package package-test deb test-server vllm-venv \
+.PHONY: demo test test-quick lint bench fuzz clean venv dev package package-test deb test-server vllm-venv \
 	gpu-check
 
 $(VENV)/bin/python:
@@ -54,8 +54,13 @@ demo: $(VENV)/.app-installed
 	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(BIN)/c2s-desktop demo_annotated.h5ad; \
 	else echo "(no display: open demo_report.html, or run c2s-desktop in a desktop session)"; fi
 
+# The whole suite, the few long tests (marked `slow`) included; the slowest 15 are listed at the
+# end. `make test-quick` leaves the slow ones out (a quick loop while working).
 test: $(VENV)/.dev-installed
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q tests
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q --durations=15 tests
+
+test-quick: $(VENV)/.dev-installed
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m "not slow" tests
 
 # Longer fuzzing than `make test` (50 examples per target there): C2S_FUZZ_EXAMPLES per target.
 FUZZ_EXAMPLES ?= 5000

@@ -8,11 +8,13 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from .conftest import write_h5ad
 
 
+@pytest.mark.slow
 def test_ctrl_c_cancels_within_a_second_without_output(tmp_path):
     rng = np.random.default_rng(0)
     X = sp.random(60_000, 3_000, density=0.1, format="csr", dtype=np.float32, random_state=rng)

@@ -59,6 +59,7 @@ def test_annotate_then_report(capsys, tmp_path):
     assert "Scoring: exact log-likelihood." in html.read_text()
 
 
+@pytest.mark.slow
 def test_selector_and_candidates_file(capsys, tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("CD14+ Monocyte\nCD19+ B\nCD56+ NK\n")
@@ -93,6 +94,7 @@ def test_other_commands(capsys, tmp_path, cmd, monkeypatch):
         assert ad.read_h5ad(tmp_path / "e.h5ad").obsm["X_c2s"].shape[1] == 256
 
 
+@pytest.mark.slow
 def test_generate_writes_new_h5ad(capsys, tmp_path):
     out = tmp_path / "g.h5ad"
     code, _, err = run(

@@ -275,6 +275,7 @@ def test_mouse_mito_prefix(tmp_path):
 
 
 # -- in a child process ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_child_process_runs_and_relays_progress_and_errors(tmp_path):
     messages: list[str] = []
     out = tmp_path / "child.h5ad"

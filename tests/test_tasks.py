@@ -54,6 +54,7 @@ def held_out():
     return np.array(split["test"])
 
 
+@pytest.mark.slow
 def test_per_cell_annotation_scores_candidates_and_beats_baseline(ds, engine, held_out):
     rows = held_out[::3]
     truth = ds.obs["cell_type"].astype(str).to_numpy()[rows]

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import THREADS
 
 from c2s_quantize import pipeline, verify
@@ -15,6 +16,7 @@ from c2s_quantize.verify import verify_gguf
 REPO = "vandijklab/C2S-Scale-Gemma-2-2B"
 
 
+@pytest.mark.slow
 def test_quantize_and_verify_against_transformers(checkpoints, tmp_path, cli):
     out = tmp_path / "gemma.q4_k_m.gguf"
     code, stdout, err = cli(
@@ -104,6 +106,8 @@ def test_progress_is_reported_from_start_to_end(checkpoints, tmp_path):
 def test_conversion_quantization_and_verification_work_without_torch(checkpoints, tmp_path):
     script = f"""
 import sys
+
+import pytest
 sys.modules["torch"] = sys.modules["transformers"] = None  # importing them now fails
 from pathlib import Path
 from c2s_quantize.pipeline import quantize_checkpoint

@@ -108,6 +108,7 @@ def private_words() -> list[str]:
     return ids + [s for s in starts if s]
 
 
+@pytest.mark.slow
 def test_workflows_keep_inputs_and_are_audited(capsys, tmp_path, audit_log, private_words):
     flows = _workflows(tmp_path)
     for name in ORDER:
