@@ -65,6 +65,8 @@ BASE_SLOT = "finetune-base"
 STOP_WAIT_MS = 130_000
 """At window close, how long to wait for a training run to save its checkpoint and stop."""
 SHORTCUT = "Ctrl+Shift+T"
+STEP_KEY = "finetune/seconds_per_step"
+"""QSettings group: a measured training step's seconds (base, rank, genes, batch size)."""
 BASE_KEY = "finetune/base"
 """QSettings group: base checkpoint folder per model (``finetune/base/<model key>``)."""
 ERROR_STYLE = "color: #b00020"
@@ -73,6 +75,11 @@ ERROR_STYLE = "color: #b00020"
 # -- helpers -----------------------------------------------------------------------------------
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "model"
+
+
+def _step_key(key: tuple) -> str:
+    digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+    return f"{STEP_KEY}/{digest}"
 
 
 def adapter_path(base_name: str, label_key: str, directory: Path) -> Path:
@@ -415,8 +422,11 @@ class FinetuneDialog(QDialog):
         else:
             train = sum(r[1] for r in rows)
             held = sum(r[2] for r in rows)
+            unlabelled = (
+                f"; {plan.unlabelled:,} cells without a label left out" if plan.unlabelled else ""
+            )
             self.split_note.setText(
-                f"{len(rows)} labels: {train:,} cells to train on, {held:,} held out"
+                f"{len(rows)} labels: {train:,} cells to train on, {held:,} held out{unlabelled}"
             )
             self.split_note.setStyleSheet("")
 
@@ -496,7 +506,6 @@ class FinetuneController(QObject):
         self.hint_box: QMessageBox | None = None
         self.request: TrainRequest | None = None
         self.result: FinetuneResult | None = None
-        self.seconds_per_step: dict[tuple, float] = {}
         self.file_columns: list[str] = []
         self.relay = StepRelay(self)
         self.relay.step.connect(self._step)
@@ -697,7 +706,7 @@ class FinetuneController(QObject):
         options = self.options()
         assert options is not None
         steps = self.total_steps(plan, options)
-        seconds = self.seconds_per_step.get(self._estimate_key(options) or ())
+        seconds = self.measured(self._estimate_key(options))
         if d.base_dir() is None:
             d.estimate.setText(f"{steps:,} steps. Choose the base checkpoint folder.")
         elif seconds is None:
@@ -707,6 +716,16 @@ class FinetuneController(QObject):
                 f"{steps:,} steps × {seconds:.2g} s ≈ {duration_text(steps * seconds)} "
                 "(measured here)"
             )
+
+    def measured(self, key: tuple | None) -> float | None:
+        """Seconds per step measured before for these inputs (remembered in QSettings)."""
+        if key is None:
+            return None
+        value = self.settings.value(_step_key(key))
+        try:
+            return None if value is None else float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None
 
     def measure(self) -> None:
         """Time one training step off the GUI thread (:func:`measure_step`)."""
@@ -732,7 +751,7 @@ class FinetuneController(QObject):
         job.done.connect(lambda: d.measure_button.setEnabled(not self.running()))
 
     def _measured(self, key: tuple, seconds: float) -> None:
-        self.seconds_per_step[key] = seconds
+        self.settings.setValue(_step_key(key), seconds)
         if self.dialog is not None and self.dialog.base_dir() is not None:
             self._remember_base(self.dialog.base_dir())  # type: ignore[arg-type]
         self.update_split()
