@@ -581,15 +581,16 @@ def main() -> None:
     for key in args.shapes.split(","):
         shape, folder = SHAPES[key], SCRATCH / key
         ckpt = folder / "checkpoint"
-        if not (ckpt / "config.json").exists():
+        types = args.types.split(",") if args.types else DEFAULT_TYPES[key]
+        to_convert = [t for t in types if "convert_s" not in results.get(f"{key}/{t}", {})]
+        if to_convert and not (ckpt / "config.json").exists():
             start = time.perf_counter()
             cmd = [sys.executable, __file__, "--build", key]
             cmd += ["--sdist", str(args.sdist)] if args.sdist else []
             subprocess.run(cmd, check=True, preexec_fn=_nice)
             print(f"{key}: wrote the checkpoint in {time.perf_counter() - start:.0f} s", flush=True)
-        size = sum(f.stat().st_size for f in ckpt.glob("*.safetensors")) / 1e6
-        print(f"{key}: {shape.dtype} checkpoint {size:.0f} MB ({shape.hf_repo} shape)", flush=True)
-        types = args.types.split(",") if args.types else DEFAULT_TYPES[key]
+            size = sum(f.stat().st_size for f in ckpt.glob("*.safetensors")) / 1e6
+            print(f"{key}: {shape.dtype} checkpoint {size:.0f} MB ({shape.hf_repo})", flush=True)
         for qtype in types:
             out, done = folder / f"model.{qtype}.gguf", results.setdefault(f"{key}/{qtype}", {})
             if "convert_s" not in done:
