@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -127,7 +128,11 @@ def measure(base: Path, batch: int, steps: int, threads: int) -> dict[str, float
 
 
 # -- adapter agreement: llama.cpp + LoRA vs transformers + peft (merged) -------------------------
-def agreement(adapter: Path, gguf: Path, merged: Path, data: Path, n_cells: int) -> None:
+def agreement(
+    adapter: Path, gguf: Path, merged: Path, base: Path | None, data: Path, n_cells: int
+) -> None:
+    """Label log-likelihoods of llama.cpp (GGUF + adapter) vs transformers (merged folder); with
+    ``base`` (the base checkpoint folder) also the base alone, which sets the tolerance."""
     import numpy as np
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -141,35 +146,51 @@ def agreement(adapter: Path, gguf: Path, merged: Path, data: Path, n_cells: int)
 
     info = read_adapter(adapter)
     tok = AutoTokenizer.from_pretrained(merged)
-    model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
     with open_dataset(data) as ds:
         sentences = cell_sentences(ds, np.arange(n_cells), top_k=N_GENES)
         organism = ds.organism
-    build = ExampleBuilder(
-        tok, info.labels, organism, N_GENES, model.config.max_position_embeddings
-    )
-    examples = [build(s) for s in sentences]
-    ref = []
-    for ex in examples:
-        row = []
-        for seq, split in zip(ex.sequences, ex.splits, strict=True):
-            with torch.no_grad():
-                logits = model(torch.tensor([list(seq)])).logits[0].double()
-            logp = torch.log_softmax(logits[split - 1 : -1], dim=-1)
-            row.append(float(logp[torch.arange(len(seq) - split), torch.tensor(seq[split:])].sum()))
-        ref.append(row)
-    conts = [f" {label}." for label in info.labels]
-    opts = EngineOptions(n_ctx=1024, adapter=str(adapter))
-    with LocalEngine(gguf, opts) as engine:
-        ours = [[s.logprob for s in engine.score(ex.prompt, conts)] for ex in examples]
-    a, b = np.array(ours), np.array(ref)
-    same = (a.argmax(1) == b.argmax(1)).mean()
-    print(f"adapter {adapter.name} on {gguf.name}: {len(examples)} cells x {len(conts)} labels")
-    print(
-        f"max |llama.cpp - transformers+peft| = {np.abs(a - b).max():.2e} nats "
-        f"(mean {np.abs(a - b).mean():.2e}; scores span {b.min():.1f} to {b.max():.1f}), "
-        f"same best label in {same:.0%} of cells"
-    )
+
+    def hf_scores(folder: Path) -> tuple[list[Any], np.ndarray]:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        n_ctx = int(model.config.max_position_embeddings)
+        build = ExampleBuilder(tok, info.labels, organism, N_GENES, n_ctx)
+        examples, rows = [build(s) for s in sentences], []
+        for ex in examples:
+            row = []
+            for seq, split in zip(ex.sequences, ex.splits, strict=True):
+                with torch.no_grad():
+                    logits = model(torch.tensor([list(seq)])).logits[0].double()
+                logp = torch.log_softmax(logits[split - 1 : -1], dim=-1)
+                picked = logp[torch.arange(len(seq) - split), torch.tensor(seq[split:])]
+                row.append(float(picked.sum()))
+            rows.append(row)
+        return examples, np.array(rows)
+
+    def llama_scores(examples: list[Any], with_adapter: bool) -> np.ndarray:
+        opts = EngineOptions(n_ctx=1024, adapter=str(adapter) if with_adapter else None)
+        conts = [f" {label}." for label in info.labels]
+        with LocalEngine(gguf, opts) as engine:
+            return np.array(
+                [[s.logprob for s in engine.score(ex.prompt, conts)] for ex in examples]
+            )
+
+    def line(what: str, a: np.ndarray, b: np.ndarray) -> None:
+        d = np.abs(a - b)
+        print(
+            f"{what}: max |llama.cpp - transformers| = {d.max():.2e} nats, mean {d.mean():.2e}, "
+            f"max relative {(d / np.abs(b)).max():.1e}; scores {b.min():.1f} to {b.max():.1f}; "
+            f"same best label in {(a.argmax(1) == b.argmax(1)).mean():.0%} of cells"
+        )
+
+    examples, ref = hf_scores(merged)
+    print(f"{adapter.name} on {gguf.name}: {len(examples)} cells x {len(info.labels)} labels")
+    ours = llama_scores(examples, True)
+    line("with the adapter (peft merged)", ours, ref)
+    if base is not None:
+        _, ref_base = hf_scores(base)
+        ours_base = llama_scores(examples, False)
+        line("base alone", ours_base, ref_base)
+        print(f"the adapter moves scores by up to {np.abs(ours - ours_base).max():.2f} nats")
 
 
 def main() -> None:
@@ -184,13 +205,14 @@ def main() -> None:
     parser.add_argument("--agreement", type=Path, default=None, help="adapter GGUF to check")
     parser.add_argument("--gguf", type=Path, default=DEMO_GGUF, help="its base GGUF")
     parser.add_argument("--merged", type=Path, default=None, help="c2s finetune --merge folder")
+    parser.add_argument("--base", type=Path, default=None, help="base checkpoint folder")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--cells", type=int, default=10)
     args = parser.parse_args()
     if args.agreement is not None:
         if args.merged is None:
             parser.error("--agreement needs --merged")
-        agreement(args.agreement, args.gguf, args.merged, args.data, args.cells)
+        agreement(args.agreement, args.gguf, args.merged, args.base, args.data, args.cells)
         return
     if args.child is not None:
         child(args.child, args.batch, args.steps, args.threads)
