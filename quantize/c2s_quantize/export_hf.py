@@ -40,6 +40,7 @@ from .tokenizer import TokenizerKind
 
 SOURCE_JSON = "c2s_source.json"
 WEIGHTS = "model.safetensors"
+_GPT2_SPLIT = ("gpt-2", "olmo")  # llama.cpp pre-tokenizers with the GPT-2 regex (as HF ByteLevel)
 _NEEDS_TORCH = "install torch and transformers (pip install 'c2s-quantize[verify]')"
 
 
@@ -352,6 +353,13 @@ def _tokenizer_files(reader: GGUFReader, spec: ArchSpec, path: Path) -> dict[str
     """tokenizer.json + tokenizer_config.json of a byte-level BPE vocabulary."""
     if _field(reader, "tokenizer.ggml.model") != TokenizerKind.BPE.value:
         raise QuantizeError("the GGUF's tokenizer is not byte-level BPE", "", path)
+    pre = _field(reader, "tokenizer.ggml.pre")
+    if pre not in _GPT2_SPLIT:  # llama.cpp would split text otherwise than the rebuilt tokenizer
+        raise QuantizeError(
+            f"tokenizer pre-processing {pre or 'default'!r} cannot be exported",
+            "only the GPT-2 text split of the C2S-Pythia tokenizers is supported",
+            path,
+        )
     tokens: list[str] = list(_field(reader, "tokenizer.ggml.tokens", []))
     types: list[int] = list(_field(reader, "tokenizer.ggml.token_type", []))
     merges: list[str] = list(_field(reader, "tokenizer.ggml.merges", []))
