@@ -25,6 +25,8 @@ def test_annotate_then_report(capsys, tmp_path):
         DATA,
         "--model",
         MODEL,
+        "--threads",
+        "1",
         "-o",
         out,
         "--csv",
@@ -69,6 +71,8 @@ def test_selector_and_candidates_file(capsys, tmp_path):
         DATA,
         "--model",
         MODEL,
+        "--threads",
+        "1",
         "-o",
         tmp_path / "o.h5ad",
         "--candidates",
@@ -87,14 +91,13 @@ def test_selector_and_candidates_file(capsys, tmp_path):
 def test_other_commands(capsys, tmp_path, cmd, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, stdout, err = run(
-        capsys, cmd[0], DATA, *cmd[1:], "--model", MODEL, "--cells", "louvain=3"
+        capsys, cmd[0], DATA, *cmd[1:], "--model", MODEL, "--threads", "1", "--cells", "louvain=3"
     )
     assert code == 0, err
     if cmd[0] == "embed":
         assert ad.read_h5ad(tmp_path / "e.h5ad").obsm["X_c2s"].shape[1] == 256
 
 
-@pytest.mark.slow
 def test_generate_writes_new_h5ad(capsys, tmp_path):
     out = tmp_path / "g.h5ad"
     code, _, err = run(
@@ -102,6 +105,8 @@ def test_generate_writes_new_h5ad(capsys, tmp_path):
         "generate",
         "--model",
         MODEL,
+        "--threads",
+        "1",
         "--cell-type",
         "CD56+ NK",
         "-n",
@@ -121,6 +126,8 @@ def test_bad_model_and_selector_exit_2(capsys, tmp_path):
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     code, _, err = run(capsys, "annotate", DATA, "--model", bad, "-o", tmp_path / "o.h5ad")
     assert code == 2 and str(bad) in err and err.count("\n") == 1
-    code, _, err = run(capsys, "summarize", DATA, "--model", MODEL, "--cells", "nope=1")
+    code, _, err = run(
+        capsys, "summarize", DATA, "--model", MODEL, "--threads", "1", "--cells", "nope=1"
+    )
     assert code == 2 and "no obs column 'nope'" in err
     assert not (tmp_path / "o.h5ad").exists()

@@ -24,7 +24,7 @@ def _workflows(tmp: Path) -> dict[str, tuple[list[str], list[Path], list[Path]]]
     template = tmp / "template.txt"
     template.write_text("The top genes of these {organism} cells: {cell_sentence}. Cell type:")
     annotated = tmp / "annotated.h5ad"
-    m = ["--model", str(MODEL)]
+    m = ["--model", str(MODEL), "--threads", "1"]  # one thread: see tests/model_fixtures.py
     return {
         "sentences": (["sentences", str(DATA), "-o", str(tmp / "s.csv")], [DATA], [tmp / "s.csv"]),
         "annotate": (
