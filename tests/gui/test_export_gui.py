@@ -6,7 +6,6 @@ import json
 
 import anndata as ad
 import numpy as np
-import pytest
 from PySide6.QtWidgets import QMessageBox
 
 from c2s_desktop.core.session import KIND_SUMMARY, Conversation, GeneratedSet, Turn, rows_key
@@ -116,7 +115,6 @@ def test_export_action_in_file_menu(loaded):
     loaded.exporter.dialog.reject()
 
 
-@pytest.mark.slow
 def test_annotation_record_is_the_same_from_the_cli_and_the_window(
     qtbot, with_model, tmp_path, capsys
 ):
@@ -155,6 +153,8 @@ def test_annotation_record_is_the_same_from_the_cli_and_the_window(
         ds.path,
         "--model",
         demo_model_path(),
+        "--threads",
+        "1",  # as the window (with_model)
         "-o",
         tmp_path / "cli.h5ad",
         "--candidates",
