@@ -145,6 +145,7 @@ def test_cli_export_hf(gguf, tmp_path, capsys):
         ("missing", "no such GGUF file"),
         ("not_gguf", "not a readable GGUF file"),
         ("gemma2", "not supported yet"),
+        ("text_split", "tokenizer pre-processing 'gpt-x' cannot be exported"),
         ("exists", "already exists"),
     ],
 )
@@ -154,6 +155,11 @@ def test_cli_export_hf_bad_input(case, message, gguf, tmp_path, capsys):
         source.write_bytes(b"GGUF but not really")
     elif case == "gemma2":
         source = gguf("gemma2", "f32")
+    elif case == "text_split":  # the same model with a text split llama.cpp applies otherwise
+        data = bytearray(gguf("gptneox", "f32").read_bytes())
+        at = data.index(b"gpt-2", data.index(b"tokenizer.ggml.pre"))
+        data[at : at + 5] = b"gpt-x"
+        source.write_bytes(bytes(data))
     elif case == "exists":
         source = gguf("gptneox", "f32")
         out.mkdir()
