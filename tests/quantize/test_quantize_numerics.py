@@ -13,7 +13,6 @@ from conftest import ARCHS
 from c2s_quantize.llama_lm import LlamaLM
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHS)
 def test_token_ids_identical_to_transformers_on_cell_sentences(arch, versus_hf):
     report = versus_hf(arch, "f32")
