@@ -85,7 +85,7 @@ def test_adapter_names_never_overwrite(tmp_path):
 
 @pytest.mark.slow
 def test_train_cancel_resume_and_use_the_adapter(
-    qtbot, loaded, models_dir, checkpoints, gguf, tmp_path, monkeypatch
+    qtbot, loaded, make_window, models_dir, checkpoints, gguf, tmp_path, monkeypatch
 ):
     from c2s_desktop.core.adapters import adapters_dir, read_adapter
     from c2s_desktop.gui.engine_host import RunOptions
@@ -123,10 +123,11 @@ def test_train_cancel_resume_and_use_the_adapter(
     controller.cancel()
     w.clear_selection()  # the window is responsive while the run stops
     assert not len(w.selection.current)
-    qtbot.waitUntil(lambda: not w.runner.is_busy(TRAIN_SLOT), timeout=30_000)
+    qtbot.waitUntil(lambda: not dialog.cancel_button.isEnabled(), timeout=30_000)  # ended
+    assert not w.runner.is_busy(TRAIN_SLOT)
     assert dialog.steps[-1][0] < 7
     assert "Train again" in dialog.train_button.text()
-    assert "checkpoint is kept" in dialog.progress_label.text()
+    assert "checkpoint is kept" in dialog.progress_label.text(), dialog.progress_label.text()
     assert controller.result is None
     assert list((tmp_path / "checkpoints").glob("finetune-*.pt"))
     assert not controller.request.out_path.exists()  # a cancelled run writes no adapter
@@ -157,6 +158,12 @@ def test_train_cancel_resume_and_use_the_adapter(
     assert record.adapter == str(result.adapter_path) and record.adapter_sha256 == digest
     assert w.annotate_panel.candidates_obs.currentText() == LABEL
     assert set(w.annotate_panel.candidates()) == set(w.dataset.obs[LABEL].astype(str))
+
+    # the next start loads the remembered model with its adapter
+    again = make_window()
+    qtbot.waitUntil(lambda: again.engine_host.is_loaded(), timeout=30_000)
+    assert again.engine_host.adapter == Path(result.adapter_path)
+    again.close()
 
     # the model manager lists it under its base, marked active; remove takes it away
     manager = w.show_model_manager()
