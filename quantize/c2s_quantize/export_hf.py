@@ -35,10 +35,9 @@ from .architectures import ARCHITECTURES, ArchSpec, HParams, Transform
 from .errors import QuantizeError
 from .fileio import sha256_file
 from .progress import CancelToken, ProgressFn, Stage, check_cancel
-from .provenance import PREFIX
+from .provenance import PREFIX, SOURCE_JSON
 from .tokenizer import TokenizerKind
 
-SOURCE_JSON = "c2s_source.json"
 WEIGHTS = "model.safetensors"
 _GPT2_SPLIT = ("gpt-2", "olmo")  # llama.cpp pre-tokenizers with the GPT-2 regex (as HF ByteLevel)
 _NEEDS_TORCH = "install torch and transformers (pip install 'c2s-quantize[verify]')"

@@ -26,15 +26,14 @@ from gguf import GGUFType, GGUFWriter, Keys, get_tensor_name_map
 from .architectures import ArchSpec, HParams, Transform, arch_spec
 from .checkpoint import CONFIG, architecture_of, open_checkpoint, read_config
 from .errors import QuantizeError
-from .fileio import atomic_output, read_json, read_optional_json
+from .fileio import atomic_output, read_json
 from .progress import Stage
-from .provenance import SourceInfo, make_provenance
+from .provenance import SourceInfo, make_provenance, recorded_source_files
 from .safetensors_io import read_header
 
 ADAPTER_PREFIX = "c2s.adapter."
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
-SOURCE_JSON = "c2s_source.json"  # written by the HF export beside a checkpoint it made
 _PEFT_PREFIX = "base_model.model."
 _HINT = "save the adapter with peft's save_pretrained (LoRA on linear layers only)"
 
@@ -55,13 +54,13 @@ def base_files(base_dir: Path) -> tuple[str, ...]:
     ``source_files`` list instead of hashing.
     """
     base_dir = Path(base_dir)
-    source = read_optional_json(base_dir / SOURCE_JSON)
-    if source is not None and isinstance(source.get("source_files"), list):
-        return tuple(str(s) for s in source["source_files"])
-    from .pipeline import _hash_files  # the converter's own file list and hashing
+    recorded = recorded_source_files(base_dir)
+    if recorded is not None:
+        return recorded
+    from .pipeline import hash_checkpoint_files  # the converter's own file list and hashing
 
     ckpt = open_checkpoint(base_dir)
-    hashes = _hash_files(ckpt, Stage(None), None)
+    hashes = hash_checkpoint_files(ckpt, Stage(None), None)
     info = SourceInfo()
     return make_provenance(info, base_dir, ckpt.architecture, "", hashes).source_files
 

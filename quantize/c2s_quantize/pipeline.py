@@ -6,6 +6,7 @@ This is what the CLI and the app's model manager call.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from .errors import QuantizeError
 from .fileio import atomic_output, ensure_free_space, sha256_file, temporary_path
 from .hf_lm import transformers_available
 from .progress import CancelToken, ProgressFn, Stage
-from .provenance import Provenance, SourceInfo, make_provenance
+from .provenance import Provenance, SourceInfo, make_provenance, recorded_source_files
 from .qtypes import QuantType, estimate_bytes, lossless_type, quant_type
 from .quantize import quantize_gguf
 from .verify import VerifyReport, verify_gguf
@@ -74,9 +75,13 @@ def quantize_checkpoint(
     hf = verify and transformers_available()
     needs_reference = qtype.is_quantized or (verify and not hf and qtype != lossless)
     _check_space(ckpt, output, qtype, lossless if needs_reference else None)
-    hashes = _hash_files(ckpt, stage.sub(0.0, 0.1) if hash_sources else None, cancel)
+    hashes = hash_checkpoint_files(ckpt, stage.sub(0.0, 0.1) if hash_sources else None, cancel)
     info = source or SourceInfo.for_folder(folder)
     prov = make_provenance(info, folder, ckpt.architecture, ckpt.source_dtype, hashes)
+    if hash_sources and (recorded := recorded_source_files(folder)) is not None:
+        # A folder exported from a GGUF keeps the identity of the checkpoint behind that GGUF,
+        # so adapters trained on the export also match what it converts to.
+        prov = dataclasses.replace(prov, source_files=recorded)
     work = stage.sub(0.1, 0.7 if verify else 1.0)
     write = work.sub(0.5 if needs_reference else 0.0, 1.0)
     with _reference_gguf(ckpt, output, lossless, prov, needs_reference, work, cancel) as ref:
@@ -159,7 +164,7 @@ def _check_space(
     ensure_free_space(directory, needed, f"writing {output.name}")
 
 
-def _hash_files(
+def hash_checkpoint_files(
     ckpt: Checkpoint, stage: Stage | None, cancel: CancelToken | None
 ) -> dict[str, str]:
     """SHA-256 of weight, config and tokenizer files (``{}`` when ``stage`` is None)."""

@@ -15,6 +15,7 @@ from gguf import GGUFReader, GGUFWriter
 
 from . import __version__
 from .catalog import find_model
+from .fileio import read_optional_json
 
 PREFIX = "c2s."
 _SNAPSHOT = re.compile(r"models--(?P<org>[^/]+?)--(?P<name>[^/]+)/snapshots/(?P<rev>[0-9a-f]{40})")
@@ -91,3 +92,18 @@ def read_provenance(gguf_path: Path) -> Provenance:
             value = entry.contents()
             values[f.name] = tuple(value) if isinstance(value, list) else value
     return Provenance(**values)  # type: ignore[arg-type]
+
+
+SOURCE_JSON = "c2s_source.json"
+"""Written by the HF export beside a checkpoint it rebuilt from a GGUF: that GGUF's sha256 and
+its ``c2s.source_files``, so the folder keeps the identity of the checkpoint it came from."""
+
+
+def recorded_source_files(folder: Path) -> tuple[str, ...] | None:
+    """The ``source_files`` an exported folder's ``c2s_source.json`` carries (None: not an export,
+    or the GGUF it came from recorded none)."""
+    record = read_optional_json(Path(folder) / SOURCE_JSON)
+    files = record.get("source_files") if record is not None else None
+    if not isinstance(files, list) or not files:
+        return None
+    return tuple(str(f) for f in files)

@@ -130,6 +130,19 @@ def test_source_record_carries_the_gguf_provenance(tmp_path):
     assert (ours.argmax(-1) == ref.argmax(-1)).mean() > 0.95
 
 
+def test_reconverted_export_keeps_the_source_identity(tmp_path):
+    """A GGUF converted from an exported folder records the original checkpoint's files, so an
+    adapter trained on the export matches it too."""
+    from c2s_quantize.lora import base_files
+    from c2s_quantize.pipeline import quantize_checkpoint
+
+    folder = export_hf(DEMO, tmp_path / "demo").folder
+    original = tuple(GGUFReader(DEMO).fields["c2s.source_files"].contents())
+    assert original and base_files(folder) == original
+    out = quantize_checkpoint(folder, tmp_path / "again.f16.gguf", "f16", threads=1).output
+    assert tuple(GGUFReader(out).fields["c2s.source_files"].contents()) == original
+
+
 def test_cli_export_hf(gguf, tmp_path, capsys):
     out = tmp_path / "hf"
     with pytest.raises(SystemExit) as done:
