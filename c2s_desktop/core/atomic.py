@@ -78,6 +78,15 @@ def _read_umask() -> int:
 _UMASK = _read_umask()  # read once at import: changing it later would race other threads
 
 
+def share_like_new_files(folder: Path) -> None:
+    """Give a folder built in a private temporary place (``mkdtemp``: owner only) and everything
+    in it the permissions ordinary new files and folders get under the user's umask."""
+    for root, _dirs, files in os.walk(folder):
+        os.chmod(root, 0o777 & ~_UMASK)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~_UMASK)
+
+
 def remove_quietly(tmp: str) -> None:
     """Delete a temporary file if it is still there."""
     with contextlib.suppress(OSError):

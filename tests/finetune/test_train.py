@@ -4,6 +4,7 @@ an interrupt, the adapter file it writes, the child-process runner."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import threading
@@ -158,6 +159,12 @@ def test_adapter_file_names_its_base_labels_and_provenance(trained, checkpoints)
     assert result.adapter_bytes == result.adapter_path.stat().st_size
     assert (result.merged_dir / "config.json").is_file()
     assert any(result.merged_dir.glob("*.safetensors"))
+    # Readable by the lab like any new file (not the owner-only mode of a temporary folder).
+    umask = os.umask(0)
+    os.umask(umask)
+    assert result.merged_dir.stat().st_mode & 0o777 == 0o777 & ~umask
+    for f in result.merged_dir.iterdir():
+        assert f.stat().st_mode & 0o777 == 0o666 & ~umask, f.name
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(cells, checkpoints, trained, tmp_path):

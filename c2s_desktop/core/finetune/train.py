@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_path, check_writable
+from ..atomic import atomic_path, check_writable, share_like_new_files
 from ..audit import file_sha256, folder_sha256
 from ..catalog import DEFAULT_GENES
 from ..checkpoints import checkpoint_dir, run_key
@@ -477,6 +477,7 @@ def _write_merged(model: Any, tokenizer: Any, target: Path) -> None:
         merged = model.merge_and_unload()
         merged.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        share_like_new_files(tmp)
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old")
