@@ -529,7 +529,7 @@ def infer(model: Path, prompts_file: Path) -> dict[str, Any]:
 def table(results: dict[str, dict[str, Any]]) -> str:
     rows = [
         "| shape | type | GGUF MB | convert s | convert peak RSS MB | prompt tokens "
-        "| s/cell (mean, cells) | CPU s/cell "
+        "| s/cell (mean / min, cells) | CPU s/cell (mean / min) "
         "| load s | gen tokens/s | model RSS MB | load avg after (convert; infer) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -543,8 +543,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         if s:
             cpu = r.get("cpu_s_per_cell")
             row += (
-                f"| {r['n_prompt_tokens']:.0f} | {sum(s) / len(s):.1f} ({len(s)}) "
-                f"| {f'{sum(cpu) / len(cpu):.1f}' if cpu else '-'} "
+                f"| {r['n_prompt_tokens']:.0f} | {sum(s) / len(s):.1f} / {min(s):.1f} ({len(s)}) "
+                f"| {f'{sum(cpu) / len(cpu):.1f} / {min(cpu):.1f}' if cpu else '-'} "
                 f"| {r['load_s']:.1f} | {r['tokens_per_s']:.2f} | {r['model_rss_mb']:.0f} "
             )
         else:
