@@ -25,7 +25,7 @@ Prints one table with the CPU (lscpu model name and flags, the loaded CPU varian
 average before and after each step. Multi-GB files live in one scratch folder outside the
 checkout, deleted at the end (``--keep`` keeps them; finished steps are then reused).
 
-    python bench/real_size.py                       # all three shapes (~1 h on 2 cores)
+    python bench/real_size.py                       # all three shapes (~20 min, 2 idle cores)
     python bench/real_size.py --shapes pythia-410m  # one shape
 """
 
