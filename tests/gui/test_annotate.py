@@ -8,9 +8,9 @@ import time
 import numpy as np
 from PySide6.QtCore import QTimer
 
+from c2s_desktop.core.results import EMBEDDING as C2S_EMBEDDING
 from c2s_desktop.core.tasks.annotate import MODE_PER_CELL, MODE_REPRESENTATIVE, AnnotateResult
 from c2s_desktop.core.tasks.embed import EmbedResult
-from c2s_desktop.core.results import EMBEDDING as C2S_EMBEDDING
 from c2s_desktop.gui.panels.annotate import (
     CANDIDATES_OBS,
     CANDIDATES_TYPED,
