@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -38,6 +37,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.machine import cpu_line, load_average  # noqa: E402
+from c2s_desktop.core.recommend import LABELS  # noqa: E402  (the standard ten PBMC labels)
+
 OUT = ROOT / "bench" / "out" / "engine"
 DATA = ROOT / "tests" / "data" / "pbmc_counts_small.h5ad"
 FULL = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
@@ -45,18 +47,6 @@ PYTHIA_VOCAB = 50304  # Pythia's embedding rows (the tokenizer's 50277 tokens, p
 LLAMA_VERSION = "0.3.36"
 VOCAB_MEMBER = "vendor/llama.cpp/models/ggml-vocab-gpt-neox.gguf"
 RECOMMENDED = "q4_0"
-LABELS = (
-    "CD4-positive, alpha-beta T cell",
-    "CD8-positive, alpha-beta T cell",
-    "B cell",
-    "natural killer cell",
-    "CD14-positive monocyte",
-    "CD16-positive monocyte",
-    "platelet",
-    "plasmacytoid dendritic cell",
-    "conventional dendritic cell",
-    "erythrocyte",
-)
 N_GENES, MAX_NEW_TOKENS, GEN_TOKENS = 200, 20, 64
 
 
@@ -177,27 +167,6 @@ def cli_annotate(folder: Path, qtype: str, threads: int) -> str:
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"c2s annotate failed:\n{proc.stderr[-3000:]}")
     return f"{' '.join(cmd)}\n  {lines[-1]}"
-
-
-def cpu_name() -> str:
-    """The lscpu model name and the vector extensions that matter for llama.cpp."""
-    model, flags = "unknown CPU", set()
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return model
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            model = value.strip()
-        elif key.strip() == "flags":
-            flags = set(value.split())
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8")
-    return f"{model} ({', '.join(f for f in wanted if f in flags) or 'no AVX2'})"
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 # -- sides (each a long-lived child process) -----------------------------------------------------
@@ -370,7 +339,7 @@ def main() -> None:
     subprocess.run([sys.executable, __file__, "--build-only", *sys.argv[1:]], check=True)
     from c2s_desktop.core.engine.backend import backend_info
 
-    print(f"CPU: {cpu_name()}\nllama.cpp: {backend_info().summary()}")
+    print(f"CPU: {cpu_line()}\nllama.cpp: {backend_info().summary()}")
     print(f"load average before: {load_average()}")
     print(
         f"{n_cells} cells x {len(LABELS)} labels, best of {reps} interleaved reps, "

@@ -40,32 +40,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.machine import cpu_line, load_average  # noqa: E402
+
 OUT = ROOT / "bench" / "out" / "finetune"
 DATA = ROOT / "resources" / "demo" / "pbmc_demo.h5ad"
 DEMO_GGUF = ROOT / "resources" / "demo" / "c2s-demo-pbmc.q8_0.gguf"
 LABEL_KEY = "cell_type"
 N_GENES = 200
-
-
-def cpu_line() -> str:
-    """``lscpu`` model name and the vector flags that matter for torch's kernels."""
-    name, flags = "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                name = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    except OSError:
-        pass
-    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
-    shown = [f for f in wanted if f in flags]
-    return f"{name}, {os.cpu_count()} logical CPUs, flags: {' '.join(shown) or 'none of AVX2+'}"
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 # -- bases ---------------------------------------------------------------------------------------

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.machine import cpu_line  # noqa: E402
 
 OUT = Path(__file__).parent / "out"
 N_GENES = 20_000
@@ -164,22 +166,6 @@ def gui_stall(data: Path, out: Path) -> tuple[float, int, float]:
     return float(gaps.max()), len(ticks), time.perf_counter() - start
 
 
-def cpu_description() -> str:
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name") and model in ("", platform.machine()):
-                    model = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    found = [f for f in ("avx2", "avx512f", "avx512bw", "avx512_vnni") if f in flags]
-    return f"{model}, {os.cpu_count()} logical CPUs, flags: {' '.join(found) or 'none'}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, nargs="+", default=[10_000])
@@ -192,7 +178,7 @@ def main() -> None:
         (run_ours if which == "ours" else run_plain)(Path(data), Path(out))
         return
     OUT.mkdir(exist_ok=True)
-    print(f"CPU: {cpu_description()}")
+    print(f"CPU: {cpu_line()}")
     rows = []
     for n in args.cells:
         data = write_synthetic(OUT / f"preprocess_{n // 1000}k.h5ad", n)

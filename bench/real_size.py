@@ -51,20 +51,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.machine import cpu_line, load_average  # noqa: E402
+from c2s_desktop.core.recommend import LABELS  # noqa: E402  (the standard ten PBMC labels)
+
 SCRATCH = Path(os.environ.get("C2S_REAL_SIZE_DIR", "/tmp/c2s-real-size"))
 DEMO = ROOT / "resources" / "demo" / "pbmc_demo.h5ad"
-LABELS = (
-    "CD4-positive, alpha-beta T cell",
-    "CD8-positive, alpha-beta T cell",
-    "B cell",
-    "natural killer cell",
-    "CD14-positive monocyte",
-    "CD16-positive monocyte",
-    "platelet",
-    "plasmacytoid dendritic cell",
-    "conventional dendritic cell",
-    "erythrocyte",
-)
 N_GENES, GEN_TOKENS = 200, 32
 VOCAB_MEMBER = "vendor/llama.cpp/models/ggml-vocab-gpt-neox.gguf"
 GEMMA_VOCAB, GEMMA_TRAINED_PIECES = 256_000, 1000
@@ -405,27 +396,12 @@ def write_gemma_tokenizer(folder: Path) -> None:
 
 
 # -- measuring -----------------------------------------------------------------------------------
-def cpu_name() -> str:
-    """The lscpu model name and the vector extensions that matter for llama.cpp."""
-    model, flags = "unknown CPU", set()
-    for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            model = value.strip()
-        elif key.strip() == "flags":
-            flags = set(value.split())
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8")
-    return f"{model} ({', '.join(f for f in wanted if f in flags) or 'no AVX2'})"
 
 
 def backend_line() -> str:
     code = "from c2s_desktop.core.engine.backend import backend_info as b; print(b().summary())"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return proc.stdout.strip()
-
-
-def load() -> str:
-    return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def make_prompts(n_cells: int) -> list[str]:
@@ -446,7 +422,7 @@ def convert(ckpt: Path, out: Path, qtype: str, log: Path) -> dict[str, Any]:
     """``c2s-quantize`` under nice 10: wall seconds and peak RSS of its process tree."""
     exe = Path(sys.executable).with_name("c2s-quantize")
     cmd = [str(exe), str(ckpt), "-o", str(out), "--type", qtype, "--yes"]
-    before = load()
+    before = load_average()
     start = time.perf_counter()
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, preexec_fn=_nice)
@@ -459,7 +435,7 @@ def convert(ckpt: Path, out: Path, qtype: str, log: Path) -> dict[str, Any]:
         "convert_s": seconds,
         "convert_peak_mb": usage.ru_maxrss / 1024,
         "size_mb": out.stat().st_size / 1e6,
-        "load_convert": f"{before} -> {load()}",
+        "load_convert": f"{before} -> {load_average()}",
     }
 
 
@@ -516,13 +492,15 @@ def child(model: str, prompts_file: str) -> None:
 
 
 def infer(model: Path, prompts_file: Path) -> dict[str, Any]:
-    before = load()
+    before = load_average()
     cmd = [sys.executable, __file__, "--child", str(model), str(prompts_file)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("@result ")]
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"{model.name} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1].removeprefix("@result ")) | {"load_infer": f"{before} -> {load()}"}
+    return json.loads(lines[-1].removeprefix("@result ")) | {
+        "load_infer": f"{before} -> {load_average()}"
+    }
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -576,7 +554,7 @@ def main() -> None:
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
     prompts_file = SCRATCH / "prompts.json"
     prompts_file.write_text(json.dumps(make_prompts(args.cells)))
-    print(f"CPU: {cpu_name()}\nllama.cpp: {backend_line()}\nload average before: {load()}")
+    print(f"CPU: {cpu_line()}\nllama.cpp: {backend_line()}\nload average before: {load_average()}")
     print(f"{args.cells} cells x {len(LABELS)} labels per type; generation {GEN_TOKENS} tokens\n")
     for key in args.shapes.split(","):
         shape, folder = SHAPES[key], SCRATCH / key
@@ -604,7 +582,7 @@ def main() -> None:
                 out.unlink(missing_ok=True)
         if not args.keep:
             shutil.rmtree(ckpt, ignore_errors=True)
-    print(f"\nload average after: {load()}\n")
+    print(f"\nload average after: {load_average()}\n")
     print(table(results))
     if not args.keep:
         shutil.rmtree(SCRATCH, ignore_errors=True)

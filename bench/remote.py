@@ -35,7 +35,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
+from bench.machine import cpu_line  # noqa: E402
 from c2s_desktop.core.dataset import open_dataset  # noqa: E402
 from c2s_desktop.core.engine.base import Engine, EngineOptions  # noqa: E402
 from c2s_desktop.core.engine.process import ProcessEngine  # noqa: E402
@@ -53,16 +53,6 @@ from tests.server.vllm_server import MAX_MODEL_LEN, vllm_python, vllm_servers  #
 OUT = ROOT / "bench" / "out" / "remote.json"
 DATA = resource_path("demo", "pbmc_demo.h5ad")
 NAME = "c2s-test/tiny-gemma2"
-
-
-def cpu_line() -> str:
-    model = ""
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name:"):
-            model = line.split(":", 1)[1].strip()
-    flags = set(Path("/proc/cpuinfo").read_text().split())
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
-    return f"{model}, {os.cpu_count()} cores; " + " ".join(f for f in wanted if f in flags)
 
 
 def build_model(root: Path) -> tuple[Path, Path]:
