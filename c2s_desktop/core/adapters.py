@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from .engine.base import ModelFileError
+from .models import check_gguf_file
 
 ADAPTER_PREFIX = "c2s.adapter."
-_GGUF_MAGIC = b"GGUF"
 _HINT_DAMAGED = "write the adapter again with c2s finetune"
 _HINT_BASE = "use the adapter with the model it was trained on, or train one for this model"
 _DAMAGED = (ValueError, KeyError, IndexError, OverflowError, UnicodeDecodeError, TypeError)
@@ -50,7 +50,7 @@ class AdapterInfo:
 def read_adapter(path: str | Path) -> AdapterInfo:
     """Describe a GGUF LoRA adapter; :class:`ModelFileError` if it is not one or is damaged."""
     path = Path(path)
-    size = _check_file(path)
+    size = check_gguf_file(path, "adapter", "choose a .gguf adapter written by c2s finetune")
     try:
         return _describe(path, size, _reader(path))
     except _DAMAGED as exc:
@@ -170,23 +170,6 @@ def describe(info: AdapterInfo) -> str:
 
 
 # -- reading -----------------------------------------------------------------------------------
-def _check_file(path: Path) -> int:
-    if not path.is_file():
-        raise ModelFileError("adapter file not found", path=path, hint="choose an existing .gguf")
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-    except OSError as exc:
-        raise ModelFileError(f"cannot read the adapter ({exc.strerror})", path=path) from None
-    if magic != _GGUF_MAGIC:
-        raise ModelFileError(
-            "not a GGUF file (wrong magic bytes)",
-            path=path,
-            hint="choose a .gguf adapter written by c2s finetune",
-        )
-    return path.stat().st_size
-
-
 def _reader(path: Path) -> Any:
     from gguf import GGUFReader
 

@@ -68,7 +68,7 @@ def validate_gguf(path: str | Path, *, strict: bool = True) -> ModelInfo:
     ``strict=False`` only reads the description (for tests that feed llama.cpp bad files).
     """
     path = Path(path)
-    size = _check_file(path)
+    size = check_gguf_file(path)
     try:
         return _describe(path, size, _read(path), strict)
     except _DAMAGED as exc:  # gguf decodes values lazily: damage can surface at any access
@@ -118,19 +118,21 @@ def _describe(path: Path, size: int, reader: Any, strict: bool) -> ModelInfo:
     )
 
 
-def _check_file(path: Path) -> int:
+def check_gguf_file(path: Path, what: str = "model", hint: str = "") -> int:
+    """The size of ``path`` once it is known to be a readable file starting with GGUF's magic;
+    ``what`` names it in the messages ("model", "adapter")."""
     if not path.is_file():
-        raise ModelFileError("model file not found", path=path, hint="choose an existing .gguf")
+        raise ModelFileError(f"{what} file not found", path=path, hint="choose an existing .gguf")
     try:
         with open(path, "rb") as f:
             magic = f.read(4)
     except OSError as exc:
-        raise ModelFileError(f"cannot read the file ({exc.strerror})", path=path) from None
+        raise ModelFileError(f"cannot read the {what} ({exc.strerror})", path=path) from None
     if magic != GGUF_MAGIC:
         raise ModelFileError(
             "not a GGUF file (wrong magic bytes)",
             path=path,
-            hint="choose a .gguf model (convert a checkpoint with c2s-quantize)",
+            hint=hint or "choose a .gguf model (convert a checkpoint with c2s-quantize)",
         )
     return path.stat().st_size
 
