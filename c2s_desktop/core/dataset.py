@@ -11,6 +11,7 @@ loaded once when the file is small.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,17 @@ class Dataset:
         if key not in self.embedding_names():
             raise DataError(f"no embedding '{key}' in obsm", path=self.path)
         return np.asarray(self._obsm[key][()], dtype=np.float32)
+
+    def require_obs(self, names: Sequence[str], purpose: str = "") -> None:
+        """DataError naming the first of ``names`` that is not an obs column (and what is)."""
+        missing = [n for n in names if n not in self.obs.columns]
+        if missing:
+            what = ", ".join(repr(str(m)) for m in missing)
+            raise DataError(
+                f"no obs column {what}{' ' + purpose if purpose else ''}",
+                path=self.path,
+                hint=f"available: {', '.join(map(str, self.obs.columns)) or 'none'}",
+            )
 
     def categorical_obs(self, max_categories: int = 500) -> dict[str, int]:
         """obs columns usable as categories (categorical or few distinct strings) → count."""

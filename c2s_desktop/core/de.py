@@ -128,12 +128,7 @@ def _groups(dataset: Dataset, groupby: str | None, rows: np.ndarray | None) -> p
                 "come from preprocessing",
             )
         groupby = CLUSTER_KEY
-    if groupby not in dataset.obs.columns:
-        raise DataError(
-            f"no obs column '{groupby}'",
-            path=dataset.path,
-            hint=f"available: {', '.join(map(str, dataset.obs.columns)) or 'none'}",
-        )
+    dataset.require_obs([groupby])
     col = dataset.obs[groupby]
     if not isinstance(col.dtype, pd.CategoricalDtype):
         col = col.astype("category")

@@ -335,13 +335,7 @@ def prepare(
     import anndata as ad
     import scanpy as sc
 
-    missing = [c for c in labels if c not in dataset.obs.columns]
-    if missing:
-        raise DataError(
-            f"no obs column '{missing[0]}' to compare the clusters with",
-            path=dataset.path,
-            hint=f"available: {', '.join(map(str, dataset.obs.columns)) or 'none'}",
-        )
+    dataset.require_obs(labels, "to compare the clusters with")
     st = _Stages(progress, cancel)
     notes: list[str] = []
     with _counts_view(dataset) as counts, st.stage("read", "reading counts"):

@@ -65,13 +65,7 @@ def write_sentences_csv(
     cancel: CancelToken | None = None,
 ) -> SentenceStats:
     """Write ``cell_id,cell_sentence[,obs...]`` for every cell to ``out`` atomically."""
-    missing = [c for c in obs_columns if c not in dataset.obs.columns]
-    if missing:
-        raise DataError(
-            f"no obs column {', '.join(repr(m) for m in missing)}",
-            path=dataset.path,
-            hint=f"available: {', '.join(map(str, dataset.obs.columns)) or 'none'}",
-        )
+    dataset.require_obs(obs_columns)
     if top_k is not None and top_k < 1:
         raise DataError("--top-k must be at least 1", path=dataset.path)
     t0 = time.perf_counter()

@@ -19,12 +19,7 @@ MIN_PER_LABEL = 2
 
 def cell_labels(dataset: Dataset, label_key: str) -> np.ndarray:
     """The label column as strings ('' for a missing label); DataError if there is no column."""
-    if label_key not in dataset.obs.columns:
-        raise DataError(
-            f"no obs column '{label_key}'",
-            path=dataset.path,
-            hint=f"available: {', '.join(map(str, dataset.obs.columns)) or 'none'}",
-        )
+    dataset.require_obs([label_key])
     column = dataset.obs[label_key]
     values = column.astype(str).to_numpy().astype(object)
     values[column.isna().to_numpy()] = ""
