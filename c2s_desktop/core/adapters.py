@@ -10,12 +10,13 @@ silently wrong answers.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .engine.base import ModelFileError
+from .engine.base import ModelFileError, ModelInfo
 from .models import check_gguf_file
 
 ADAPTER_PREFIX = "c2s.adapter."
@@ -69,6 +70,17 @@ def check_adapter(adapter_path: str | Path, base_path: str | Path) -> AdapterInf
     info = read_adapter(adapter_path)
     _check_fits(info, _read_base(Path(base_path)))
     return info
+
+
+def apply_adapter(info: ModelInfo, adapter_path: str | Path, base_path: str | Path) -> ModelInfo:
+    """``info`` of the base at ``base_path`` with the checked adapter applied: its path, and the
+    genes per cell sentence it was trained on as the model's default (``c2s.n_genes``)."""
+    adapter = check_adapter(adapter_path, base_path)
+    metadata = dict(info.metadata)
+    n_genes = adapter.provenance.get("n_genes")
+    if isinstance(n_genes, int) and n_genes > 0:
+        metadata["c2s.n_genes"] = n_genes
+    return dataclasses.replace(info, adapter=str(adapter_path), metadata=metadata)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ label is compared.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Callable
@@ -47,6 +48,7 @@ PROVENANCE = {
     "labels": ["B cell", "T cell"],
     "accuracy_before": 0.25,
     "accuracy_after": 0.75,
+    "n_genes": 37,
 }
 OPTIONS = EngineOptions(n_ctx=512, threads=THREADS)
 
@@ -182,6 +184,20 @@ def test_adapter_describes_itself(
     shutil.copy(path, tmp_path / "a.gguf")
     (tmp_path / "notes.gguf").write_bytes(b"not gguf")
     assert [a.path for a in list_adapters(tmp_path)] == [str(tmp_path / "a.gguf")]
+
+
+def test_the_adapter_sets_the_genes_per_sentence_it_was_trained_on(
+    adapters: dict[str, tuple[Path, Any]], gguf: Any
+) -> None:
+    from c2s_desktop.core.catalog import capabilities
+
+    base = gguf("gptneox", "f32")
+    with ProcessEngine(base, OPTIONS) as plain:
+        assert capabilities(plain.info.metadata).n_genes != 37
+    opts = dataclasses.replace(OPTIONS, adapter=str(adapters["gptneox"][0]))
+    with ProcessEngine(base, opts) as tuned:
+        assert tuned.info.adapter == str(adapters["gptneox"][0])
+        assert capabilities(tuned.info.metadata).n_genes == 37
 
 
 def test_wrong_base_is_one_clear_error(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import codecs
 import ctypes
-import dataclasses
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -113,10 +112,9 @@ class LocalEngine:
         if info is None:
             info = validate_gguf(path)
             if opts.adapter:
-                from ..adapters import check_adapter
+                from ..adapters import apply_adapter
 
-                check_adapter(opts.adapter, path)
-                info = dataclasses.replace(info, adapter=str(opts.adapter))
+                info = apply_adapter(info, opts.adapter, path)
         self._info = info
         self._n_ctx = opts.n_ctx or self._info.n_ctx_train
         self._n_batch = min(opts.n_batch, self._n_ctx)

@@ -12,7 +12,6 @@ Frozen apps must call ``multiprocessing.freeze_support()`` at startup (spawn sta
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import multiprocessing as mp
 import os
@@ -70,10 +69,9 @@ class ProcessEngine:
         self._options = options or EngineOptions()
         self._info = validate_gguf(path, strict=validate)
         if self._options.adapter:  # one clear error here, not a native one in the child
-            from ..adapters import check_adapter
+            from ..adapters import apply_adapter
 
-            check_adapter(self._options.adapter, path)
-            self._info = dataclasses.replace(self._info, adapter=str(self._options.adapter))
+            self._info = apply_adapter(self._info, self._options.adapter, path)
         check_memory(self._info, self._options)
         # Choose (and check once) llama.cpp's CPU variant here: the model process inherits it.
         cpu_variants.ensure_loaded()
