@@ -41,3 +41,14 @@ class EitherSet:
 
     def is_set(self) -> bool:
         return self.first.is_set() or (self.second is not None and self.second.is_set())
+
+
+def duration_text(seconds: float) -> str:
+    """A human duration: ``'45 s'``, ``'12 min'``, ``'3.5 h'``, ``'4.9 days'``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from c2s_desktop.core.finetune.workspace import adapter_path
 from c2s_desktop.gui.export_dialog import model_of
-from c2s_desktop.gui.panels.finetune import TRAIN_SLOT, adapter_path
+from c2s_desktop.gui.panels.finetune import TRAIN_SLOT
 
 LABEL = "cell_type"
 TRAIN_LABELS = ("CD4+/CD45RO+ Memory", "CD8+/CD45RA+ Naive Cytotoxic")  # 19 + 43 cells

@@ -30,7 +30,7 @@ from ..embedding import compute_pca
 from ..engine.base import Engine, GenerateParams, Score
 from ..errors import DataError
 from ..preprocess import CLUSTER_KEY
-from ..progress import CancelToken, ProgressFn, check_cancel, no_progress
+from ..progress import CancelToken, ProgressFn, check_cancel, duration_text, no_progress
 from ..prompts import (
     CELL_TYPE_PREDICTION,
     clean_label,
@@ -221,7 +221,8 @@ def _score_cells(
         left = per_cell * (n - n_done)
         progress(
             n_done / n,
-            f"{n_done:,}/{n:,} cells scored, {1 / per_cell:.2f} cells/s, {_duration(left)} left",
+            f"{n_done:,}/{n:,} cells scored, {1 / per_cell:.2f} cells/s, "
+            f"{duration_text(left)} left",
         )
 
     # every prompt is built, in order, so context warnings equal an uninterrupted run's
@@ -346,19 +347,10 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return z / z.sum()
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
 def estimate_text(n_cells: int, seconds_per_cell: float) -> str:
     """Human estimate, e.g. ``'100,000 cells × 4.2 s ≈ 4.9 days'``."""
-    return f"{n_cells:,} cells × {seconds_per_cell:.2g} s ≈ {_duration(n_cells * seconds_per_cell)}"
+    total = duration_text(n_cells * seconds_per_cell)
+    return f"{n_cells:,} cells × {seconds_per_cell:.2g} s ≈ {total}"
 
 
 def _candidates(dataset, engine, options, sample_rows, prompt_for, cancel):  # noqa: ANN001, ANN202

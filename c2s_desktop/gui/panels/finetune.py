@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +49,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...core.atomic import atomic_write
 from ...core.errors import C2SError, Cancelled
-from ...core.progress import CancelToken, check_cancel
-from ...core.selection import session_dir
+from ...core.finetune.workspace import (
+    adapter_path,
+    base_from_gguf,
+    cell_list,
+    measure_in_child,
+    slug,
+)
+from ...core.finetune.workspace import guess_base as guess_base_of
+from ...core.progress import duration_text
 
 if TYPE_CHECKING:
     from ...core.finetune import FinetuneOptions, FinetuneResult, SplitPlan, StepReport
@@ -73,38 +78,9 @@ ERROR_STYLE = "color: #b00020"
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "model"
-
-
 def _step_key(key: tuple) -> str:
     digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
     return f"{STEP_KEY}/{digest}"
-
-
-def adapter_path(base_name: str, label_key: str, directory: Path) -> Path:
-    """``<directory>/<base>-<label column>.gguf``; ``-2``, ``-3``… when taken (never
-    overwriting)."""
-    stem = f"{_slug(base_name)}-{_slug(label_key)}"
-    path = Path(directory) / f"{stem}.gguf"
-    n = 2
-    while path.exists():
-        path = Path(directory) / f"{stem}-{n}.gguf"
-        n += 1
-    return path
-
-
-def cell_list(cell_ids: np.ndarray) -> Path:
-    """A file of the chosen cells' ids (one per line), named by its content, for the core's
-    ``cells`` selector (the same cells give the same file: a later run resumes)."""
-    text = "cell_id\n" + "".join(f"{c}\n" for c in np.asarray(cell_ids).astype(str))
-    data = text.encode("utf-8")
-    path = session_dir() / "finetune" / f"cells-{hashlib.sha256(data).hexdigest()[:16]}.txt"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path) as fh:
-            fh.write(data)
-    return path
 
 
 def model_key(host: Any) -> str | None:
@@ -112,27 +88,14 @@ def model_key(host: Any) -> str | None:
     info = host.info
     if info is None or host.path is None:
         return None
-    return _slug(f"{Path(host.path).name}-{info.size_bytes}")
-
-
-def exported_base(gguf_path: Path, digest: str) -> Path:
-    """Where :func:`base_from_gguf` puts the checkpoint made from a GGUF."""
-    from ...core.model_store import models_dir
-
-    return models_dir() / "bases" / f"{_slug(Path(gguf_path).stem)}-{digest[:10]}"
+    return slug(f"{Path(host.path).name}-{info.size_bytes}")
 
 
 def guess_base(host: Any) -> Path | None:
-    """The checkpoint made from the loaded GGUF before, or a folder named as its
-    ``c2s.source_folder`` beside it (None when neither is there)."""
-    info = host.info
-    if info is None or host.path is None:
+    """The base checkpoint of the loaded model, when one is known (see the core's rule)."""
+    if host.info is None or host.path is None:
         return None
-    folder = str(info.metadata.get("c2s.source_folder", "") or "")
-    candidates = [Path(host.path).parent / folder] if folder else []
-    if host.sha256:
-        candidates.insert(0, exported_base(Path(host.path), host.sha256))
-    return next((c for c in candidates if (c / "config.json").is_file()), None)
+    return guess_base_of(Path(host.path), host.info.metadata, host.sha256)
 
 
 def split_rows(plan: SplitPlan) -> list[tuple[str, int, int]]:
@@ -143,74 +106,6 @@ def split_rows(plan: SplitPlan) -> list[tuple[str, int, int]]:
             plan.labels, plan.train_counts, plan.holdout_counts, strict=True
         )
     ]
-
-
-def duration_text(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _child_call(fn: Callable[..., Any], args: tuple) -> tuple:
-    """Run ``fn(*args)`` in the child: ``("ok", value)`` or the error as plain values (an
-    exception class with its own constructor may not survive pickling)."""
-    try:
-        return ("ok", fn(*args))
-    except Exception as exc:  # noqa: BLE001 - sent back to the window
-        message = getattr(exc, "message", None)
-        if message is None:
-            return ("failed", f"{type(exc).__name__}: {exc}")
-        path, hint = getattr(exc, "path", None), getattr(exc, "hint", "") or ""
-        return ("error", type(exc).__name__, str(message), path and str(path), str(hint))
-
-
-def in_child(fn: Callable[..., Any], *args: Any, cancel: CancelToken | None = None) -> Any:
-    """``fn(*args)`` in a fresh child process (torch stays out of the window's process); a
-    cancel ends the child. User errors come back as :class:`C2SError` subclasses."""
-    import multiprocessing as mp
-
-    from ...core import errors
-
-    with mp.get_context("spawn").Pool(1) as pool:  # leaving the block ends the child
-        pending = pool.apply_async(_child_call, (fn, args))
-        while not pending.ready():
-            check_cancel(cancel)
-            pending.wait(0.2)
-        outcome = pending.get()
-    if outcome[0] == "ok":
-        return outcome[1]
-    if outcome[0] == "failed":
-        raise RuntimeError(outcome[1])
-    _, name, message, path, hint = outcome
-    kind = getattr(errors, name, None)
-    if not (isinstance(kind, type) and issubclass(kind, C2SError)):
-        kind = errors.DataError if name == "QuantizeError" else C2SError
-    raise kind(message, path=path, hint=hint)
-
-
-def measure_in_child(
-    data_path: Path, base_dir: Path, options: FinetuneOptions, cancel: CancelToken | None = None
-) -> float:
-    """Seconds per training step (:func:`measure_step`) measured in a child process."""
-    from ...core.finetune import measure_step
-
-    return float(in_child(measure_step, str(data_path), str(base_dir), options, cancel=cancel))
-
-
-def base_from_gguf(gguf_path: Path, cancel: CancelToken | None = None) -> Path:
-    """A Hugging Face checkpoint folder made from a GGUF (c2s-quantize's ``export_hf``, in a
-    child process) under ``models/bases/``; one made before is reused."""
-    from c2s_quantize.export_hf import export_hf
-
-    from ...core.model_store import cached_sha256
-
-    folder = exported_base(Path(gguf_path), cached_sha256(Path(gguf_path)))
-    if (folder / "config.json").is_file():
-        return folder
-    result = in_child(export_hf, Path(gguf_path), folder, cancel=cancel)
-    return Path(result.folder)
 
 
 @dataclass(frozen=True)
