@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .engine.base import ModelFileError, ModelInfo
-from .models import check_gguf_file
+from .models import check_gguf_file, check_tensor_ranges
 
 ADAPTER_PREFIX = "c2s.adapter."
 _HINT_DAMAGED = "write the adapter again with c2s finetune"
@@ -200,14 +200,9 @@ def _describe(path: Path, size: int, reader: Any) -> AdapterInfo:
             path=path,
             hint="pass a model with --model and its adapter with --adapter",
         )
+    check_tensor_ranges(reader, path, size, "adapter", _HINT_DAMAGED)
     pairs: dict[str, dict[str, tuple[int, ...]]] = {}
     for t in reader.tensors:
-        if t.data_offset + t.n_bytes > size:
-            raise ModelFileError(
-                f"the adapter is truncated (tensor {t.name!r} ends past the end of the file)",
-                path=path,
-                hint=_HINT_DAMAGED,
-            )
         base, _, part = t.name.rpartition(".")
         if part not in ("lora_a", "lora_b") or len(t.shape) != 2:
             raise ModelFileError(f"unexpected adapter tensor {t.name!r}", path=path)

@@ -95,7 +95,7 @@ def _describe(path: Path, size: int, reader: Any, strict: bool) -> ModelInfo:
     n_layer = meta.positive(f"{arch}.block_count")
     n_vocab = meta.length("tokenizer.ggml.tokens")
     if strict:
-        _check_tensor_ranges(reader, path, size)
+        check_tensor_ranges(reader, path, size)
         _check_attention(meta, arch, n_embd)
         _check_tensors(reader, path, n_embd, n_layer, n_vocab)
     add_bos = meta.get("tokenizer.ggml.add_bos_token")
@@ -211,13 +211,16 @@ def _check_attention(meta: _Metadata, arch: str, n_embd: int) -> None:
     meta.positive(f"{arch}.context_length")
 
 
-def _check_tensor_ranges(reader: Any, path: Path, size: int) -> None:
+def check_tensor_ranges(
+    reader: Any, path: Path, size: int, what: str = "GGUF file", hint: str = _HINT_DAMAGED
+) -> None:
+    """ModelFileError when a tensor of ``reader`` ends past the ``size`` bytes of the file."""
     for t in reader.tensors:
         if t.data_offset + t.n_bytes > size:
             raise ModelFileError(
-                f"the GGUF file is truncated (tensor {t.name!r} ends past the end of the file)",
+                f"the {what} is truncated (tensor {t.name!r} ends past the end of the file)",
                 path=path,
-                hint=_HINT_DAMAGED,
+                hint=hint,
             )
 
 
