@@ -19,7 +19,11 @@ from .cli_common import (
     DATA_DEFAULTS,
     DataArg,
     DataArgs,
+    JsonOpt,
+    OverwriteOutputOpt,
     app,
+    check_output,
+    column_list,
     err,
     finite,
     open_data,
@@ -28,7 +32,7 @@ from .cli_common import (
     progress_bar,
 )
 from .core import audit
-from .core.errors import C2SError, Cancelled, OutputError
+from .core.errors import C2SError, Cancelled
 
 try:
     import click
@@ -45,7 +49,7 @@ __all__ = ["app", "main"]
 @options
 def info(
     data: DataArg,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOpt = False,
     data_args: DataArgs = DATA_DEFAULTS,
 ) -> None:
     """Show what the file holds: shape, expression sources, symbols, organism, obs, obsm."""
@@ -101,16 +105,14 @@ def sentences(
         list[str] | None,
         typer.Option("--obs", help="obs column(s) to add (repeat, or comma-separate)."),
     ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists.")
-    ] = False,
+    overwrite: OverwriteOutputOpt = False,
     threads: Annotated[int | None, typer.Option("--threads", min=1)] = None,
     data_args: DataArgs = DATA_DEFAULTS,
 ) -> None:
     """Write cell sentences as CSV: cell_id,cell_sentence[,obs columns]."""
     from .core.sentence_csv import write_sentences_csv
 
-    columns = [c for item in (obs or []) for c in item.split(",") if c]
+    columns = column_list(obs)
     params = {
         "source": data_args.source,
         "symbols": data_args.symbols,
@@ -118,10 +120,7 @@ def sentences(
         "obs": columns,
     }
     with audit.job("sentences", inputs=[data], params=params) as job:
-        if output.exists() and not overwrite:
-            raise OutputError("already exists", path=output, hint="pass --overwrite to replace it")
-        if output.exists() and data.exists() and output.resolve() == data.resolve():
-            raise OutputError("is the input file", path=output, hint="choose another output name")
+        check_output(output, overwrite, data)
         with (
             open_data(data, data_args) as ds,
             progress_bar("sentences") as (update, cancel),

@@ -50,6 +50,9 @@ DataArg = Annotated[
 OutOpt = Annotated[Path, typer.Option("-o", "--output", help="Output file.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
+OverwriteOutputOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists.")
+]
 CellsOpt = Annotated[
     str | None, typer.Option("--cells", help="COLUMN=VALUE or a file of cell ids (default: all).")
 ]
@@ -130,34 +133,48 @@ class EngineArgs:
 DATA_DEFAULTS = DataArgs()
 ENGINE_DEFAULTS = EngineArgs()
 F = TypeVar("F", bound=Callable[..., Any])
-_GROUPS = (DataArgs, EngineArgs)
+_GROUPS: dict[type, dict[str, Any]] = {}
+"""Each option group and the typer annotation of each of its fields."""
+
+
+def option_group(group: type, flags: dict[str, Any] | None = None) -> None:
+    """Make dataclass ``group`` an option group. Its fields declare their typer options in their
+    annotations (:class:`DataArgs`), or ``flags`` gives the option of each field of a core
+    dataclass, whose own types and defaults stay the one home of those facts."""
+    hints = inspect.get_annotations(group, eval_str=True)
+    names = [f.name for f in dataclasses.fields(group)]
+    if flags is None:
+        _GROUPS[group] = {n: hints[n] for n in names}
+    else:
+        _GROUPS[group] = {n: Annotated[hints[n], flags[n]] for n in names}
+
+
+option_group(DataArgs)
+option_group(EngineArgs)
 
 
 def options(command: F) -> F:
-    """Splice the fields of each option-group parameter (annotated :class:`DataArgs` or
-    :class:`EngineArgs`) into ``command``'s signature; the command gets one instance."""
+    """Splice the fields of each option-group parameter (annotated :class:`DataArgs`,
+    :class:`EngineArgs` or another :func:`option_group`) into ``command``'s signature, in its
+    place; the command gets one instance."""
     signature = inspect.signature(command, eval_str=True)
     params: list[inspect.Parameter] = []
     groups: dict[str, type] = {}
+    taken = {p.name for p in signature.parameters.values() if p.annotation not in _GROUPS}
     for p in signature.parameters.values():
-        if p.annotation in _GROUPS:
-            groups[p.name] = p.annotation
+        if p.annotation not in _GROUPS:
+            params.append(p)
             continue
-        params.append(p)
-    taken = {p.name for p in params}
-    for group in groups.values():
-        hints = inspect.get_annotations(group, eval_str=True)
+        group = p.annotation
+        groups[p.name] = group
+        hints = _GROUPS[group]
         for f in dataclasses.fields(group):
             if f.name in taken:
                 raise TypeError(f"{command.__name__}: option {f.name} declared twice")
             taken.add(f.name)
+            default = inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
             params.append(
-                inspect.Parameter(
-                    f.name,
-                    inspect.Parameter.KEYWORD_ONLY,
-                    default=f.default,
-                    annotation=hints[f.name],
-                )
+                inspect.Parameter(f.name, p.kind, default=default, annotation=hints[f.name])
             )
 
     @functools.wraps(command)
@@ -270,6 +287,11 @@ def check_output(path: Path, overwrite: bool, data: Path | None = None) -> None:
         raise OutputError("already exists", path=path, hint="pass --overwrite to replace it")
     if data is not None and path.exists() and data.exists() and path.resolve() == data.resolve():
         raise OutputError("is the input file", path=path, hint="choose another output name")
+
+
+def column_list(items: list[str] | None) -> list[str]:
+    """The obs columns of a repeatable option whose values may also be comma-separated."""
+    return [c for item in (items or []) for c in item.split(",") if c]
 
 
 def warn(warnings: tuple[str, ...] | list[str]) -> None:

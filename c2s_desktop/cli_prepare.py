@@ -15,10 +15,13 @@ from .cli_common import (
     DATA_DEFAULTS,
     DataArg,
     DataArgs,
+    OverwriteOutputOpt,
     app,
     check_output,
+    column_list,
     err,
     open_data,
+    option_group,
     options,
     out,
     progress_bar,
@@ -31,68 +34,50 @@ from .core.preprocess_options import PreprocessOptions
 if TYPE_CHECKING:
     from .core.preprocess import PreprocessSummary
 
+option_group(
+    PreprocessOptions,
+    {
+        "min_genes": typer.Option("--min-genes", min=0, help="Keep cells with at least N genes."),
+        "max_genes": typer.Option("--max-genes", min=1, help="Keep cells with at most N genes."),
+        "max_pct_mt": typer.Option(
+            "--max-pct-mt", min=0, max=100, help="Keep cells with at most P % mito."
+        ),
+        "min_cells": typer.Option(
+            "--min-cells", min=0, help="Keep genes expressed in at least N cells."
+        ),
+        "n_top_genes": typer.Option("--n-top-genes", min=1, help="Highly variable genes."),
+        "n_pcs": typer.Option("--n-pcs", min=1, help="Principal components."),
+        "n_neighbors": typer.Option("--n-neighbors", min=2, help="Neighbours per cell."),
+        "resolution": typer.Option("--resolution", min=0.0, help="Leiden resolution."),
+        "seed": typer.Option("--seed", help="Random seed."),
+    },
+)
 _DEFAULTS = PreprocessOptions()
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists.")]
 
 
 @app.command()
+@options
 def preprocess(
     data: DataArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="Prepared .h5ad to write.")],
-    min_genes: Annotated[
-        int, typer.Option("--min-genes", min=0, help="Keep cells with at least N genes.")
-    ] = _DEFAULTS.min_genes,
-    max_genes: Annotated[
-        int | None, typer.Option("--max-genes", min=1, help="Keep cells with at most N genes.")
-    ] = _DEFAULTS.max_genes,
-    max_pct_mt: Annotated[
-        float | None,
-        typer.Option("--max-pct-mt", min=0, max=100, help="Keep cells with at most P % mito."),
-    ] = _DEFAULTS.max_pct_mt,
-    min_cells: Annotated[
-        int, typer.Option("--min-cells", min=0, help="Keep genes expressed in at least N cells.")
-    ] = _DEFAULTS.min_cells,
-    n_top_genes: Annotated[
-        int, typer.Option("--n-top-genes", min=1, help="Highly variable genes.")
-    ] = _DEFAULTS.n_top_genes,
-    n_pcs: Annotated[
-        int, typer.Option("--n-pcs", min=1, help="Principal components.")
-    ] = _DEFAULTS.n_pcs,
-    n_neighbors: Annotated[
-        int, typer.Option("--n-neighbors", min=2, help="Neighbours per cell.")
-    ] = _DEFAULTS.n_neighbors,
-    resolution: Annotated[
-        float, typer.Option("--resolution", min=0.0, help="Leiden resolution.")
-    ] = _DEFAULTS.resolution,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = _DEFAULTS.seed,
+    steps: PreprocessOptions = _DEFAULTS,
     labels: Annotated[
         list[str] | None,
         typer.Option("--labels", help="obs column to compare the clusters with (repeatable)."),
     ] = None,
-    overwrite: OverwriteOpt = False,
+    overwrite: OverwriteOutputOpt = False,
 ) -> None:
     """QC, filters, normalisation, HVG, PCA, neighbours, UMAP, Leiden and marker genes."""
     from .core.preprocess import preprocess_file
 
-    options = PreprocessOptions(
-        min_genes=min_genes,
-        max_genes=max_genes,
-        max_pct_mt=max_pct_mt,
-        min_cells=min_cells,
-        n_top_genes=n_top_genes,
-        n_pcs=n_pcs,
-        n_neighbors=n_neighbors,
-        resolution=resolution,
-        seed=seed,
-    )
-    columns = [c for item in (labels or []) for c in item.split(",") if c]
-    params = {**dataclasses.asdict(options), "labels": columns}
+    columns = column_list(labels)
+    params = {**dataclasses.asdict(steps), "labels": columns}
     with audit.job("preprocess", inputs=[data], params=params) as job:
         with progress_bar("preprocess") as (update, cancel):
             summary = preprocess_file(
                 data,
                 output,
-                options,
+                steps,
                 overwrite=overwrite,
                 labels=columns,
                 progress=update,
@@ -139,7 +124,7 @@ def markers(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="CSV file (default: print a table).")
     ] = None,
-    overwrite: OverwriteOpt = False,
+    overwrite: OverwriteOutputOpt = False,
     data_args: DataArgs = DATA_DEFAULTS,
 ) -> None:
     """Marker genes (Wilcoxon, BH-adjusted) per group of a column, or of a selection vs rest."""
