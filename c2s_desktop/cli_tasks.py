@@ -10,7 +10,8 @@ import dataclasses
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -41,6 +42,9 @@ from .core import audit
 from .core.errors import DataError
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from .core.dataset import Dataset
     from .core.engine.base import Engine
     from .core.results import ModelRecord
 
@@ -87,12 +91,39 @@ def _audited(task: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     return wrap
 
 
-def _stream() -> Callable[[str], None]:
+@contextmanager
+def _cells_and_model(
+    data: Path, cells: str | None, engine_args: EngineArgs, data_args: DataArgs
+) -> Iterator[tuple[Dataset, np.ndarray | None, Engine]]:
+    """DATA opened read-only, the rows of ``--cells`` (None: all) and the model, for one task."""
+    from .core.tasks.common import parse_selector
+
+    with open_data(data, data_args) as ds:
+        rows = parse_selector(ds, cells)
+        with open_engine(engine_args) as engine:
+            yield ds, rows, engine
+
+
+def _stream(as_json: bool) -> Callable[[str], None] | None:
+    """Where an answer's tokens go as they come: stdout, or nowhere under ``--json``."""
+    if as_json:
+        return None
+
     def on_token(piece: str) -> None:
         sys.stdout.write(piece)
         sys.stdout.flush()
 
     return on_token
+
+
+def _answered(as_json: bool, payload: dict[str, object], warnings: tuple[str, ...]) -> None:
+    """After a streamed answer: under ``--json`` the whole ``payload``, else end its line and
+    show the warnings."""
+    if as_json:
+        out.print_json(json.dumps(payload))
+        return
+    print()
+    warn(warnings)
 
 
 @app.command()
@@ -243,30 +274,20 @@ def summarize(
     data_args: DataArgs = DATA_DEFAULTS,
 ) -> None:
     """Describe the selected cells in plain language, next to their top genes."""
-    from .core.tasks.common import parse_selector
     from .core.tasks.summarize import SummarizeOptions, summarize
 
-    with open_data(data, data_args) as ds:
-        rows = parse_selector(ds, cells)
-        with open_engine(engine_args) as engine:
-            opts = SummarizeOptions(rows=rows, n_cells=n_cells, n_genes=n_genes)
-            result = summarize(ds, engine, opts, on_token=None if as_json else _stream())
-    if as_json:
-        out.print_json(
-            json.dumps(
-                {
-                    "summary": result.text,
-                    "template_id": result.template_id,
-                    "prompt": result.prompt,
-                    "markers": [dataclasses.asdict(m) for m in result.markers],
-                    "warnings": list(result.warnings),
-                }
-            )
-        )
-        return
-    print()
-    warn(result.warnings)
-    if result.markers:
+    with _cells_and_model(data, cells, engine_args, data_args) as (ds, rows, engine):
+        opts = SummarizeOptions(rows=rows, n_cells=n_cells, n_genes=n_genes)
+        result = summarize(ds, engine, opts, on_token=_stream(as_json))
+    payload = {
+        "summary": result.text,
+        "template_id": result.template_id,
+        "prompt": result.prompt,
+        "markers": [dataclasses.asdict(m) for m in result.markers],
+        "warnings": list(result.warnings),
+    }
+    _answered(as_json, payload, result.warnings)
+    if not as_json and result.markers:
         err.print("top genes vs rest: " + ", ".join(m.gene for m in result.markers[:15]))
 
 
@@ -284,32 +305,17 @@ def ask(
 ) -> None:
     """Ask a question about the selected cells (answer streamed)."""
     from .core.tasks.chat import AskOptions, ask
-    from .core.tasks.common import parse_selector
 
-    with open_data(data, data_args) as ds:
-        rows = parse_selector(ds, cells)
-        with open_engine(engine_args) as engine:
-            result = ask(
-                ds,
-                engine,
-                question,
-                AskOptions(rows=rows, n_genes=n_genes),
-                on_token=None if as_json else _stream(),
-            )
-    if as_json:
-        out.print_json(
-            json.dumps(
-                {
-                    "question": result.question,
-                    "answer": result.answer,
-                    "prompt": result.prompt,
-                    "warnings": list(result.warnings),
-                }
-            )
-        )
-        return
-    print()
-    warn(result.warnings)
+    with _cells_and_model(data, cells, engine_args, data_args) as (ds, rows, engine):
+        opts = AskOptions(rows=rows, n_genes=n_genes)
+        result = ask(ds, engine, question, opts, on_token=_stream(as_json))
+    payload = {
+        "question": result.question,
+        "answer": result.answer,
+        "prompt": result.prompt,
+        "warnings": list(result.warnings),
+    }
+    _answered(as_json, payload, result.warnings)
 
 
 @app.command()
@@ -376,20 +382,16 @@ def embed(
     """C2S embeddings → obsm['X_c2s'] and a 2-D layout obsm['X_c2s_2d'] in a copy of DATA."""
     from .core.export import write_annotated_copy
     from .core.results import TASK_EMBED, embed_obsm, embed_record
-    from .core.tasks.common import parse_selector
     from .core.tasks.embed import EmbedOptions, embed_cells
 
     check_output(output, overwrite, data)
-    with open_data(data, data_args) as ds:
-        rows = parse_selector(ds, cells)
-        with (
-            open_engine(engine_args) as engine,
-            progress_bar("embed") as (update, cancel),
-        ):
-            result = embed_cells(
-                ds, engine, EmbedOptions(rows=rows, n_genes=n_genes), progress=update, cancel=cancel
-            )
-            record = embed_record(data, result, _model_record(engine_args.model, engine))
+    with (
+        _cells_and_model(data, cells, engine_args, data_args) as (ds, rows, engine),
+        progress_bar("embed") as (update, cancel),
+    ):
+        opts = EmbedOptions(rows=rows, n_genes=n_genes)
+        result = embed_cells(ds, engine, opts, progress=update, cancel=cancel)
+        record = embed_record(data, result, _model_record(engine_args.model, engine))
         n_cells = ds.n_cells
     write_annotated_copy(
         data,
@@ -425,22 +427,18 @@ def run_prompt(
     from .core.csv_table import write_table_csv
     from .core.engine.base import GenerateParams
     from .core.prompts import load_custom_template
-    from .core.tasks.common import parse_selector
     from .core.tasks.custom import CustomOptions, run_template
 
     tmpl = load_custom_template(template_file)
     if output is not None:
         check_output(output, overwrite, data)
-    with open_data(data, data_args) as ds:
-        rows = parse_selector(ds, cells)
-        opts = CustomOptions(
-            template=tmpl, rows=rows, n_genes=n_genes, params=GenerateParams(max_tokens=max_tokens)
-        )
-        with (
-            open_engine(engine_args) as engine,
-            progress_bar("prompt") as (update, cancel),
-        ):
-            result = run_template(ds, engine, opts, progress=update, cancel=cancel)
+    params = GenerateParams(max_tokens=max_tokens)
+    with (
+        _cells_and_model(data, cells, engine_args, data_args) as (ds, rows, engine),
+        progress_bar("prompt") as (update, cancel),
+    ):
+        opts = CustomOptions(template=tmpl, rows=rows, n_genes=n_genes, params=params)
+        result = run_template(ds, engine, opts, progress=update, cancel=cancel)
         ids = [";".join(ds.cell_ids[g]) for g in result.rows]
     if output is not None:
         write_table_csv(output, {"cells": ids, "answer": result.answers}, overwrite=overwrite)
