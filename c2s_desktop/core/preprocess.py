@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import hashlib
-import multiprocessing as mp
 import os
 import re
 import tempfile
@@ -26,7 +25,6 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from multiprocessing.connection import wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +34,7 @@ import scipy.sparse as sp
 
 from .. import __version__
 from .atomic import check_writable, remove_quietly
+from .child_call import child_process, next_message, rebuilt_error, send_outcome
 from .dataset import (
     DEFAULT_MEMORY_THRESHOLD,
     HUMAN,
@@ -568,9 +567,8 @@ def _write_atomic(adata: ad.AnnData, target: Path, overwrite: bool, tmp: str | N
 
 
 # -- in a child process -------------------------------------------------------------------------
-_ERRORS: dict[str, type[C2SError]] = {
-    cls.__name__: cls for cls in (C2SError, InputFileError, DataError, OutputError)
-}
+_ERRORS = (C2SError, InputFileError, DataError, OutputError)
+"""The errors that come back from the child as themselves (others as C2SError)."""
 
 
 class PreprocessFailed(RuntimeError):
@@ -582,26 +580,20 @@ def _child(
     labels: list[str], tmp: str,
 ) -> None:  # fmt: skip
     """Child-process entry: run :func:`preprocess_file`, relay progress, send the outcome."""
-    from .logs import log_exception
-
     warnings.simplefilter("ignore")
 
     def relay(fraction: float, message: str) -> None:
         conn.send(("progress", (fraction, message)))
 
-    try:
-        summary = preprocess_file(
+    def run() -> PreprocessSummary:
+        return preprocess_file(
             input, output, options, overwrite=overwrite, labels=labels, progress=relay, _tmp=tmp
         )
-        conn.send(("result", summary))
-    except C2SError as exc:
-        conn.send(("error", (type(exc).__name__, exc.message, exc.path, exc.hint)))
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent, logged here
-        where = log_exception(exc, f"preprocessing {input}")
-        conn.send(("failed", f"{type(exc).__name__}: {exc} (details in {where})"))
+
+    try:
+        send_outcome(conn, run, f"preprocessing {input}")
     finally:
         remove_quietly(tmp)
-        conn.close()
 
 
 def run_preprocess_process(
@@ -628,26 +620,11 @@ def run_preprocess_process(
     except OSError as exc:
         raise OutputError(f"cannot create a file here ({exc.strerror})", path=target) from exc
     os.close(fd)
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(
-        target=_child,
-        args=(child, str(src), str(target), options, overwrite, list(labels), tmp),
-        name="c2s-preprocess",
-        daemon=True,
-    )
+    args = (str(src), str(target), options, overwrite, list(labels), tmp)
     try:
-        proc.start()
-        child.close()
-        return _relay(proc, parent, progress, cancel, target)
+        with child_process(_child, args, name="c2s-preprocess", grace_s=1.0) as (proc, conn):
+            return _relay(proc, conn, progress, cancel, target)
     finally:
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(timeout=1.0)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-        parent.close()
         remove_quietly(tmp)
 
 
@@ -657,23 +634,16 @@ def _relay(
     while True:
         if cancel is not None and cancel.is_set():
             raise Cancelled()
-        if not conn.poll():
-            if proc.is_alive():
-                wait([conn, proc.sentinel], timeout=_POLL_S)
-                continue
-            if not conn.poll():
-                raise _ended(proc, target)
-        try:
-            kind, payload = conn.recv()
-        except (EOFError, OSError):
-            raise _ended(proc, target) from None
+        message = next_message(proc, conn, _POLL_S, lambda: _ended(proc, target))
+        if message is None:
+            continue
+        kind, payload = message
         if kind == "progress":
             progress(*payload)
         elif kind == "result":
             return payload
         elif kind == "error":
-            name, message, path, hint = payload
-            raise _ERRORS.get(name, C2SError)(message, path=path, hint=hint)
+            raise rebuilt_error(payload, _ERRORS)
         else:
             raise PreprocessFailed(str(payload))
 

@@ -15,6 +15,7 @@ import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ..child_call import error_payload
 from ..errors import C2SError, Cancelled
 from ..progress import CancelToken
 from .base import EngineOptions, ModelInfo
@@ -82,11 +83,6 @@ def _handle(engine: Any, conn: Connection, cancel: CancelToken, op: str, args: t
         print(f"error in {op}: {exc!r}", file=sys.stderr, flush=True)
         return ("error", ("EngineError", f"{type(exc).__name__}: {exc}", None, ""))
     return ("result", result)
-
-
-def error_payload(exc: C2SError) -> tuple[str, str, str | None, str]:
-    """A C2SError as plain values (its keyword-only constructor does not pickle)."""
-    return (type(exc).__name__, exc.message, exc.path, exc.hint)
 
 
 def _redirect_stderr(log_path: str) -> None:

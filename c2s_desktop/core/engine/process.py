@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing as mp
 import os
 import signal
 import sys
 import tempfile
 import threading
 from collections.abc import Sequence
-from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..child_call import SPAWN, end_child, next_message, rebuilt_error, start_child
 from ..errors import Cancelled
 from ..models import validate_gguf
 from ..progress import CancelToken, ProgressFn
@@ -46,10 +45,8 @@ from .base import (
 log = logging.getLogger(__name__)
 _POLL_S = 0.05
 _TAIL_LINES = 3
-_ERRORS: dict[str, type[EngineError]] = {
-    "ModelFileError": ModelFileError,
-    "NotEnoughMemory": NotEnoughMemory,
-}
+_ERRORS = (EngineError, ModelFileError, NotEnoughMemory)
+"""The errors that come back from the model process as themselves (others as EngineError)."""
 SKIP_MEMORY_CHECK_ENV = "C2S_SKIP_MEMORY_CHECK"
 _GB = 1024**3
 _OVERHEAD_BYTES = 64 * 1024**2  # runtime, compute graph and batch buffers of a small model
@@ -75,13 +72,12 @@ class ProcessEngine:
         check_memory(self._info, self._options)
         # Choose (and check once) llama.cpp's CPU variant here: the model process inherits it.
         cpu_variants.ensure_loaded()
-        self._ctx = mp.get_context("spawn")
         self._lock = threading.Lock()
         self._proc: Any = None
         self._conn: Any = None
         fd, self._log_path = tempfile.mkstemp(prefix="c2s-engine-", suffix=".log")
         os.close(fd)
-        self._cancel = self._ctx.Event()
+        self._cancel = SPAWN.Event()
         self.load_note = ""
         """Set when the model did not fit in GPU memory and fewer layers went there."""
         try:
@@ -92,16 +88,8 @@ class ProcessEngine:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def _start(self) -> None:
-        parent, child = self._ctx.Pipe()
-        self._proc = self._ctx.Process(
-            target=_worker.serve,
-            args=(child, self._path, self._options, self._info, self._cancel, self._log_path),
-            name="c2s-model",
-            daemon=True,
-        )
-        self._proc.start()
-        child.close()
-        self._conn = parent
+        args = (self._path, self._options, self._info, self._cancel, self._log_path)
+        self._proc, self._conn = start_child(_worker.serve, args, name="c2s-model", duplex=True)
         try:
             self.load_note = self._receive(None, None, None) or ""  # "ready", or the load error
         except BaseException:
@@ -129,13 +117,7 @@ class ProcessEngine:
             with contextlib.suppress(OSError):
                 conn.send(("close", ()))
             proc.join(timeout=5)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(timeout=5)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-        conn.close()
+        end_child(proc, conn, grace_s=5)
 
     def __enter__(self) -> ProcessEngine:
         return self
@@ -216,15 +198,10 @@ class ProcessEngine:
         while True:
             if cancel is not None and cancel.is_set():
                 self._cancel.set()
-            if not self._conn.poll():
-                if not self._proc.is_alive() and not self._conn.poll():
-                    raise self._crashed()
-                wait([self._conn, self._proc.sentinel], timeout=_POLL_S)
+            message = next_message(self._proc, self._conn, _POLL_S, self._crashed)
+            if message is None:
                 continue
-            try:
-                kind, payload = self._conn.recv()
-            except (EOFError, OSError):
-                raise self._crashed() from None
+            kind, payload = message
             try:
                 if kind == "token" and on_token is not None and failure is None:
                     on_token(payload)
@@ -238,8 +215,7 @@ class ProcessEngine:
             if failure is not None:
                 raise failure
             if kind == "error":
-                name, message, path, hint = payload
-                raise _ERRORS.get(name, EngineError)(message, path=path, hint=hint)
+                raise rebuilt_error(payload, _ERRORS)
             if kind == "cancelled":
                 raise Cancelled()
             return payload  # "result" or "ready"

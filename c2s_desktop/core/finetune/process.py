@@ -4,13 +4,13 @@ checkpoint, and ends it if it does not stop within a grace period."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import functools
 import time
 from collections.abc import Callable, Mapping
-from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
+from ..child_call import SPAWN, child_process, next_message, rebuilt_error, send_outcome
 from ..errors import C2SError, Cancelled, DataError, InputFileError, OutputError
 from ..progress import CancelToken, ProgressFn, no_progress
 from .options import FinetuneOptions, FinetuneResult, StepReport
@@ -24,13 +24,11 @@ class FinetuneFailed(RuntimeError):
     """An unexpected failure inside the training process (details in its log)."""
 
 
-def _errors() -> dict[str, type[C2SError]]:
+def _errors() -> tuple[type[C2SError], ...]:
+    """The errors that come back from the child as themselves (others as C2SError)."""
     from .base import TrainingUnavailable
 
-    classes: tuple[type[C2SError], ...] = (
-        C2SError, InputFileError, DataError, OutputError, TrainingUnavailable,
-    )  # fmt: skip
-    return {cls.__name__: cls for cls in classes}
+    return (C2SError, InputFileError, DataError, OutputError, TrainingUnavailable)
 
 
 def run_finetune_process(
@@ -49,32 +47,15 @@ def run_finetune_process(
     """:func:`~.train.finetune` in a child process; errors come back as the same
     :class:`C2SError` type and message, a cancel as :class:`Cancelled`."""
     progress = progress or no_progress
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    stop = ctx.Event()
+    stop = SPAWN.Event()
     kwargs = {
         "merge_dir": None if merge_dir is None else str(merge_dir),
         "overwrite": overwrite,
         "read_options": dict(read_options or {}),
     }
-    proc = ctx.Process(
-        target=_child,
-        args=(child, str(data_path), str(base_dir), str(out_path), options, stop, kwargs),
-        name="c2s-finetune",
-        daemon=True,
-    )
-    try:
-        proc.start()
-        child.close()
-        return _relay(proc, parent, stop, progress, on_step, cancel)
-    finally:
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(timeout=2.0)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-        parent.close()
+    args = (str(data_path), str(base_dir), str(out_path), options, stop, kwargs)
+    with child_process(_child, args, name="c2s-finetune", grace_s=2.0) as (proc, conn):
+        return _relay(proc, conn, stop, progress, on_step, cancel)
 
 
 def _relay(
@@ -93,16 +74,11 @@ def _relay(
             progress(-1.0, "stopping after this step (the checkpoint is kept)")
         if stopping_since is not None and time.monotonic() - stopping_since > STOP_GRACE_S:
             raise Cancelled()
-        if not conn.poll():
-            if proc.is_alive():
-                wait([conn, proc.sentinel], timeout=_POLL_S)
-                continue
-            if not conn.poll():
-                raise _ended(proc, stopping_since is not None)
-        try:
-            kind, payload = conn.recv()
-        except (EOFError, OSError):
-            raise _ended(proc, stopping_since is not None) from None
+        ended = functools.partial(_ended, proc, stopping_since is not None)
+        message = next_message(proc, conn, _POLL_S, ended)
+        if message is None:
+            continue
+        kind, payload = message
         if kind == "progress":
             progress(*payload)
         elif kind == "step":
@@ -113,8 +89,7 @@ def _relay(
         elif kind == "cancelled":
             raise Cancelled()
         elif kind == "error":
-            name, message, path, hint = payload
-            raise _errors().get(name, C2SError)(message, path=path, hint=hint)
+            raise rebuilt_error(payload, _errors())
         else:
             raise FinetuneFailed(str(payload))
 
@@ -137,8 +112,6 @@ def _child(
     """Child-process entry: run :func:`~.train.finetune`, relay events, send the outcome."""
     import warnings
 
-    from ..logs import log_exception
-
     warnings.simplefilter("ignore")
     last = [0.0]
 
@@ -148,20 +121,12 @@ def _child(
             last[0] = now
             conn.send(("progress", (fraction, message)))
 
-    try:
+    def run() -> FinetuneResult:
         from .train import finetune
 
-        result = finetune(
+        return finetune(
             data, base, out, options, progress=relay, cancel=stop,
             on_step=lambda report: conn.send(("step", report)), **kwargs,
         )  # fmt: skip
-        conn.send(("result", result))
-    except Cancelled:
-        conn.send(("cancelled", None))
-    except C2SError as exc:
-        conn.send(("error", (type(exc).__name__, exc.message, exc.path, exc.hint)))
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent, logged here
-        where = log_exception(exc, f"fine-tuning on {data}")
-        conn.send(("failed", f"{type(exc).__name__}: {exc} (details in {where})"))
-    finally:
-        conn.close()
+
+    send_outcome(conn, run, f"fine-tuning on {data}")
