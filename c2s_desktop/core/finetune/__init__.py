@@ -8,16 +8,15 @@ option and report types are light; :func:`finetune`, :func:`measure_step` and
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .options import FinetuneOptions, FinetuneResult, SplitPlan, StepReport
 
 if TYPE_CHECKING:
-    from ..progress import CancelToken, ProgressFn
     from .base import BaseInfo, check_base, train_available
     from .process import run_finetune_process
     from .split import plan_split
+    from .train import finetune, measure_step
 
 # Imported on first use, so ``c2s --help`` (which imports the options) loads no NumPy.
 _LAZY = {
@@ -26,6 +25,8 @@ _LAZY = {
     "train_available": "base",
     "run_finetune_process": "process",
     "plan_split": "split",
+    "finetune": "train",  # torch is imported when these are called
+    "measure_step": "train",
 }
 
 
@@ -48,28 +49,3 @@ __all__ = [
     "run_finetune_process",
     "train_available",
 ]
-
-
-def finetune(
-    data_path: str | Path,
-    base_dir: str | Path,
-    out_path: str | Path,
-    options: FinetuneOptions,
-    *,
-    progress: ProgressFn | None = None,
-    cancel: CancelToken | None = None,
-    **kwargs: Any,
-) -> FinetuneResult:
-    """See :func:`.train.finetune` (imported on call: it needs torch)."""
-    from .train import finetune as run
-
-    return run(data_path, base_dir, out_path, options, progress=progress, cancel=cancel, **kwargs)
-
-
-def measure_step(
-    data_path: str | Path, base_dir: str | Path, options: FinetuneOptions, **kwargs: Any
-) -> float:
-    """See :func:`.train.measure_step` (imported on call: it needs torch)."""
-    from .train import measure_step as run
-
-    return run(data_path, base_dir, options, **kwargs)

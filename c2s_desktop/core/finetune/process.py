@@ -5,8 +5,9 @@ checkpoint, and ends it if it does not stop within a grace period."""
 from __future__ import annotations
 
 import functools
+import inspect
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,19 +41,15 @@ def run_finetune_process(
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
     on_step: Callable[[StepReport], None] | None = None,
-    merge_dir: str | Path | None = None,
-    overwrite: bool = True,
-    read_options: Mapping[str, Any] | None = None,
+    **kwargs: Any,
 ) -> FinetuneResult:
-    """:func:`~.train.finetune` in a child process; errors come back as the same
-    :class:`C2SError` type and message, a cancel as :class:`Cancelled`."""
+    """:func:`~.train.finetune` in a child process (``kwargs``: its other options); errors come
+    back as the same :class:`C2SError` type and message, a cancel as :class:`Cancelled`."""
+    from .train import finetune  # no torch until it runs
+
+    inspect.signature(finetune).bind(data_path, base_dir, out_path, options, **kwargs)  # as a call
     progress = progress or no_progress
     stop = SPAWN.Event()
-    kwargs = {
-        "merge_dir": None if merge_dir is None else str(merge_dir),
-        "overwrite": overwrite,
-        "read_options": dict(read_options or {}),
-    }
     args = (str(data_path), str(base_dir), str(out_path), options, stop, kwargs)
     with child_process(_child, args, name="c2s-finetune", grace_s=2.0) as (proc, conn):
         return _relay(proc, conn, stop, progress, on_step, cancel)
