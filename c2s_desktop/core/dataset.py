@@ -10,8 +10,9 @@ loaded once when the file is small.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -578,6 +579,24 @@ def open_dataset(
         h5.close()
         raise
     return ds
+
+
+@contextlib.contextmanager
+def source_view(dataset: Dataset, source: str) -> Iterator[Dataset]:
+    """``dataset`` itself when ``source`` is its chosen source, else its file opened on
+    ``source`` for the block (same organism, duplicates summed, read chunk by chunk when
+    ``dataset`` is)."""
+    if source == dataset.source.name:
+        yield dataset
+        return
+    with open_dataset(
+        dataset.path,
+        source=source,
+        organism=dataset.organism,
+        merge_duplicates=True,
+        memory_threshold=0 if dataset.backed else DEFAULT_MEMORY_THRESHOLD,
+    ) as other:
+        yield other
 
 
 def _open_input(

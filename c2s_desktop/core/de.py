@@ -8,22 +8,13 @@ Benjamini-Hochberg adjusted p-values, fraction of expressing cells in and outsid
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from .dataset import (
-    DEFAULT_MEMORY_THRESHOLD,
-    KIND_COUNTS,
-    KIND_LOGNORM,
-    SOURCE_X,
-    Dataset,
-    open_dataset,
-)
+from .dataset import KIND_COUNTS, KIND_LOGNORM, SOURCE_X, Dataset, source_view
 from .errors import DataError
 from .preprocess import CLUSTER_KEY, read_csr
 from .progress import CancelToken, ProgressFn, check_cancel, no_progress
@@ -59,21 +50,6 @@ def _value_source(dataset: Dataset) -> str:
     return dataset.source.name
 
 
-@contextlib.contextmanager
-def _view(dataset: Dataset, source: str) -> Iterator[Dataset]:
-    if source == dataset.source.name:
-        yield dataset
-        return
-    with open_dataset(
-        dataset.path,
-        source=source,
-        organism=dataset.organism,
-        merge_duplicates=True,
-        memory_threshold=0 if dataset.backed else DEFAULT_MEMORY_THRESHOLD,
-    ) as other:
-        yield other
-
-
 def expression_anndata(
     dataset: Dataset,
     *,
@@ -84,7 +60,7 @@ def expression_anndata(
     import anndata as ad
     import scanpy as sc
 
-    with _view(dataset, _value_source(dataset)) as src:
+    with source_view(dataset, _value_source(dataset)) as src:
         x = read_csr(src, progress, cancel, (0.0, 0.6))
         kind = src.source.kind
         symbols = np.asarray(src.symbols.symbols, dtype=object).astype(str)

@@ -35,15 +35,7 @@ import scipy.sparse as sp
 from .. import __version__
 from .atomic import check_writable, remove_quietly
 from .child_call import child_process, next_message, rebuilt_error, send_outcome
-from .dataset import (
-    DEFAULT_MEMORY_THRESHOLD,
-    HUMAN,
-    KIND_COUNTS,
-    MOUSE,
-    Dataset,
-    SourceInfo,
-    open_dataset,
-)
+from .dataset import HUMAN, KIND_COUNTS, MOUSE, Dataset, SourceInfo, open_dataset, source_view
 from .errors import C2SError, Cancelled, DataError, InputFileError, OutputError
 from .preprocess_options import STAGES as STAGES
 from .preprocess_options import PreprocessOptions as PreprocessOptions
@@ -131,21 +123,9 @@ def counts_source(dataset: Dataset) -> SourceInfo:
     )
 
 
-@contextlib.contextmanager
-def _counts_view(dataset: Dataset) -> Iterator[Dataset]:
+def _counts_view(dataset: Dataset) -> contextlib.AbstractContextManager[Dataset]:
     """``dataset`` itself when its source holds counts, else the file opened on its counts."""
-    info = counts_source(dataset)
-    if info.name == dataset.source.name:
-        yield dataset
-        return
-    with open_dataset(
-        dataset.path,
-        source=info.name,
-        organism=dataset.organism,
-        merge_duplicates=True,
-        memory_threshold=0 if dataset.backed else DEFAULT_MEMORY_THRESHOLD,
-    ) as other:
-        yield other
+    return source_view(dataset, counts_source(dataset).name)
 
 
 def read_csr(
