@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -48,6 +47,7 @@ from ..core.session import (
 from ..core.tasks.chat import ASK_PARAMS, AskOptions, AskResult, ask
 from ..core.tasks.chat import Turn as ChatTurn
 from ..core.tasks.summarize import SUMMARY_PARAMS, SummarizeOptions, SummaryResult, summarize
+from .actions import window_action, window_menu
 from .audit_jobs import audited, job_params
 from .engine_host import MODEL_SLOT
 from .export_dialog import confirm_overwrite, refuse_input
@@ -153,7 +153,7 @@ class AssistantController(QObject):
         selection_dock = window.findChild(QDockWidget, "dock_selection")
         if selection_dock is not None:
             window.resizeDocks([selection_dock, self.dock], [1, 1], Qt.Orientation.Vertical)
-        view_menu = getattr(window, "menus", {}).get("view")
+        view_menu = window_menu(window, "view")
         if view_menu is not None:
             view_menu.addAction(self.dock.toggleViewAction())
         self.conversations: dict[str, Conversation] = {}
@@ -182,20 +182,17 @@ class AssistantController(QObject):
         p.export_requested.connect(self.choose_export)
 
     def _build_actions(self) -> None:
-        menu = getattr(self.window, "menus", {}).get("tasks")
-        self.summarize_action = QAction("&Summarize selection", self.window)
-        self.summarize_action.setShortcut(QKeySequence("Ctrl+Shift+U"))
-        self.summarize_action.triggered.connect(self.summarize)
-        self.ask_action = QAction("&Ask about selection…", self.window)
-        self.ask_action.setShortcut(QKeySequence("Ctrl+Shift+K"))
-        self.ask_action.triggered.connect(self.focus_question)
-        toolbar = getattr(self.window, "toolbar", None)
-        for action in (self.summarize_action, self.ask_action):
-            self.window.addAction(action)
-            if menu is not None:
-                menu.addAction(action)
-            if toolbar is not None:
-                toolbar.addAction(action)
+        w = self.window
+        self.summarize_action = window_action(
+            w, "&Summarize selection", self.summarize, "Ctrl+Shift+U", "tasks"
+        )
+        self.ask_action = window_action(
+            w, "&Ask about selection…", self.focus_question, "Ctrl+Shift+K", "tasks"
+        )
+        toolbar = getattr(w, "toolbar", None)
+        if toolbar is not None:
+            toolbar.addAction(self.summarize_action)
+            toolbar.addAction(self.ask_action)
         self.summarize_action.setIconText("Summarize")
         self.ask_action.setIconText("Ask")
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject
-from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -31,6 +30,7 @@ from PySide6.QtWidgets import (
 from ..core.errors import OutputError
 from ..core.export_content import ExportContent, export_job, same_file
 from ..core.results import TASK_ANNOTATE, TASK_EMBED, ModelRecord
+from .actions import window_action
 from .audit_jobs import audited
 from .dialogs import show_error
 
@@ -168,13 +168,9 @@ class ExportController(QObject):
         self.window = window
         self.dialog: ExportDialog | None = None
         self.written: list[Path] = []
-        self.action = QAction("Export &results…", window)
-        self.action.setShortcut(QKeySequence("Ctrl+Shift+E"))
-        self.action.triggered.connect(self.open_dialog)
-        window.addAction(self.action)
-        menu = getattr(window, "menus", {}).get("file")
-        if menu is not None:
-            menu.addAction(self.action)
+        self.action = window_action(
+            window, "Export &results…", self.open_dialog, "Ctrl+Shift+E", "file"
+        )
 
     def content(self) -> ExportContent | None:
         """What the window holds now (None without a dataset)."""

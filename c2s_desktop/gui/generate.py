@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QScrollArea
 
 from ..core.dataset import Dataset
@@ -22,6 +21,7 @@ from ..core.generate_compare import (
 )
 from ..core.session import GeneratedSet
 from ..core.tasks.generate import GenerateOptions, GenerateResult
+from .actions import window_action, window_menu
 from .assistant import no_model
 from .audit_jobs import audited, job_params
 from .engine_host import MODEL_SLOT
@@ -52,7 +52,7 @@ class GenerateController(QObject):
         if assistant is not None:
             window.tabifyDockWidget(assistant, self.dock)
             assistant.raise_()
-        view_menu = getattr(window, "menus", {}).get("view")
+        view_menu = window_menu(window, "view")
         if view_menu is not None:
             view_menu.addAction(self.dock.toggleViewAction())
         self.sets: list[GeneratedSet] = []
@@ -64,13 +64,7 @@ class GenerateController(QObject):
         self._dataset: Dataset | None = None
         self._generating_for: Dataset | None = None
         self._job: object = None
-        self.action = QAction("&Generate cells…", window)
-        self.action.setShortcut(QKeySequence("Ctrl+Shift+G"))
-        self.action.triggered.connect(self.show)
-        window.addAction(self.action)
-        menu = getattr(window, "menus", {}).get("tasks")
-        if menu is not None:
-            menu.addAction(self.action)
+        self.action = window_action(window, "&Generate cells…", self.show, "Ctrl+Shift+G", "tasks")
         p = self.panel
         p.generate_requested.connect(self.generate)
         p.cancel_requested.connect(self.cancel)

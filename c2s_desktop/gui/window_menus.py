@@ -9,6 +9,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QMessageBox, QToolBar
 
 from ..core.model_store import demo_model_path
+from .actions import window_action
 from .panels.models import ModelPicker
 from .plot import TOOL_LASSO, TOOL_PAN, TOOL_RECT
 
@@ -17,14 +18,7 @@ class WindowMenus:
     """File, Edit, Selection, Model, Tasks, View and Help menus; the main toolbar."""
 
     def _action(self, text: str, slot, shortcut=None, menu=None) -> QAction:  # noqa: ANN001
-        action = QAction(text, self)
-        if shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))
-        action.triggered.connect(slot)
-        self.addAction(action)
-        if menu is not None:
-            menu.addAction(action)
-        return action
+        return window_action(self, text, slot, shortcut, menu)  # type: ignore[arg-type]
 
     def _build_actions(self) -> None:
         bar = self.menuBar()

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -59,6 +58,7 @@ from ...core.finetune.workspace import (
 )
 from ...core.finetune.workspace import guess_base as guess_base_of
 from ...core.progress import duration_text
+from ..actions import window_action
 
 if TYPE_CHECKING:
     from ...core.finetune import FinetuneOptions, FinetuneResult, SplitPlan, StepReport
@@ -404,13 +404,10 @@ class FinetuneController(QObject):
         self.file_columns: list[str] = []
         self.relay = StepRelay(self)
         self.relay.step.connect(self._step)
-        self.action = QAction("&Train on these labels…", window)
-        self.action.setShortcut(QKeySequence(SHORTCUT))
+        self.action = window_action(window, "&Train on these labels…", self.open_dialog, SHORTCUT)
         self.action.setToolTip(
             "Fine-tune the model's base checkpoint on an obs column (LoRA adapter)"
         )
-        self.action.triggered.connect(self.open_dialog)
-        window.addAction(self.action)
         self._add_to_menu()
         if button is not None:
             button.setToolTip(f"{self.action.toolTip()} ({SHORTCUT})")

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
     QDoubleSpinBox,
@@ -52,6 +51,7 @@ from ...core.preprocess import (
 )
 from ...core.progress import CancelToken, ProgressFn, check_cancel
 from ...core.selection import session_dir
+from ..actions import window_action
 
 if TYPE_CHECKING:
     from ..context import Window
@@ -444,13 +444,11 @@ class PrepareController(QObject):
         """Prepared file → input name, for the ones made in this run of the app."""
         self._qc_for: Dataset | None = None
         self._qc: QCMetrics | None = None
-        self.action = QAction("&Prepare dataset…", window)
-        self.action.setShortcut(QKeySequence(SHORTCUT))
+        self.action = window_action(
+            window, "&Prepare dataset…", self.open_dialog, SHORTCUT, data_menu(window)
+        )
         self.action.setToolTip("QC, clustering, UMAP and marker genes from the counts")
         self.action.setEnabled(False)
-        self.action.triggered.connect(self.open_dialog)
-        window.addAction(self.action)
-        data_menu(window).addAction(self.action)
         self.banner = PrepareBanner()
         self.banner.prepare_button.clicked.connect(self.open_dialog)
         self.banner.open_button.clicked.connect(self.open_prepared)
