@@ -10,13 +10,13 @@ a cluster to rename it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 from ...core.dataset import Dataset
 from ...core.de import SELECTION, dot_plot_table, rank_markers, top_markers_per_group
 from ...core.preprocess import CLUSTER_KEY
+from ..actions import window_action
 from ..clusters import NAMES_COLUMN
 from .prepare import data_menu
 
@@ -296,11 +297,7 @@ class MarkersController(QObject):
             beside.raise_()
         self.groupby: str | None = None
         self.table: pd.DataFrame | None = None
-        self.action = QAction("&Marker genes", window)
-        self.action.setShortcut(QKeySequence(SHORTCUT))
-        self.action.triggered.connect(self.show)
-        window.addAction(self.action)
-        data_menu(window).addAction(self.action)
+        self.action = window_action(window, "&Marker genes", self.show, SHORTCUT, data_menu(window))
         p = self.panel
         p.clusters_requested.connect(self.compute_clusters)
         p.selection_requested.connect(self.compute_selection)
@@ -351,19 +348,25 @@ class MarkersController(QObject):
         if ds is None or not groupby or groupby not in ds.obs.columns:
             return False
         self.panel.status.setText(f"Finding the marker genes of each '{groupby}' group…")
-        w.runner.start(
-            DE_SLOT,
-            cluster_markers,
-            ds,
-            groupby,
-            on_success=lambda result: self._clusters_done(ds, groupby, result),
-            on_failure=lambda exc: w.report_error(exc, "Marker genes failed"),
-        )
+        self._start(ds, cluster_markers, groupby, lambda r: self._clusters_done(groupby, r))
         return True
 
-    def _clusters_done(self, ds: Dataset, groupby: str, result: tuple) -> None:
-        if self.window.dataset is not ds:
-            return
+    def _start(
+        self, ds: Dataset, work: Callable[..., Any], arg: object, done: Callable[[Any], None]
+    ) -> None:
+        """Run ``work(ds, arg)`` as the markers job; ``done(result)`` unless another dataset is
+        open by then."""
+        w = self.window
+        w.runner.start(
+            DE_SLOT,
+            work,
+            ds,
+            arg,
+            on_success=lambda result: done(result) if w.dataset is ds else None,
+            on_failure=lambda exc: w.report_error(exc, "Marker genes failed"),
+        )
+
+    def _clusters_done(self, groupby: str, result: tuple) -> None:
         table, fraction, mean = result
         self.table, self.groupby = table, groupby
         labels = self._labels(groupby)
@@ -385,19 +388,10 @@ class MarkersController(QObject):
             self.panel.status.setText("Select some cells (not all) first, then compare them")
             return False
         self.panel.status.setText(f"Finding the marker genes of {len(rows):,} selected cells…")
-        w.runner.start(
-            DE_SLOT,
-            selection_markers,
-            ds,
-            rows,
-            on_success=lambda table: self._selection_done(ds, len(rows), table),
-            on_failure=lambda exc: w.report_error(exc, "Marker genes failed"),
-        )
+        self._start(ds, selection_markers, rows, lambda t: self._selection_done(ds, len(rows), t))
         return True
 
     def _selection_done(self, ds: Dataset, n: int, table: pd.DataFrame) -> None:
-        if self.window.dataset is not ds:
-            return
         self.table, self.groupby = table, None
         self.panel.show_markers(table)
         self.panel.tabs.setCurrentIndex(1)
