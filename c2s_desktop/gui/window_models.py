@@ -39,6 +39,17 @@ class WindowModels:
     def model_busy(self) -> None:
         self.status.setText("The model is busy with another task: Cancel (Esc) stops it")
 
+    def model_task_may_start(self, then: str) -> bool:
+        """Whether a model task may start: a dataset is open and the model free; else the status
+        bar says which is missing ("Open a dataset first, then ``then``")."""
+        if self.dataset is None:
+            self.status.setText(f"Open a dataset first, then {then}")
+            return False
+        if self.runner.is_busy(MODEL_SLOT):
+            self.model_busy()
+            return False
+        return True
+
     def no_model(self) -> None:
         self.status.setText("No model loaded: choose one in Model ▸ Models… (Ctrl+M)")
         self.show_model_manager()
@@ -54,11 +65,7 @@ class WindowModels:
 
     def embed_cells(self) -> None:
         """C2S embedding of the selection (all cells when none) → the "X_c2s" embedding."""
-        if self.dataset is None:
-            self.status.setText("Open a dataset first, then embed cells")
-            return
-        if self.runner.is_busy(MODEL_SLOT):
-            self.model_busy()
+        if not self.model_task_may_start("embed cells"):
             return
         if not self.engine_host.ensure(self._start_embed):
             self.no_model()

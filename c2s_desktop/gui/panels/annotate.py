@@ -409,11 +409,7 @@ class AnnotateController(QObject):
     def start(self) -> None:
         """Check, load the model if needed, measure speed if unknown, confirm if long, run."""
         w = self.window_
-        if w.dataset is None:
-            w.status.setText("Open a dataset first, then annotate")
-            return
-        if w.runner.is_busy(MODEL_SLOT):
-            w.model_busy()
+        if not w.model_task_may_start("annotate"):
             return
         if (
             self.panel.candidates_box.currentText() != CANDIDATES_MODEL
