@@ -160,9 +160,13 @@ def options(command: F) -> F:
     signature = inspect.signature(command, eval_str=True)
     params: list[inspect.Parameter] = []
     groups: dict[str, type] = {}
-    taken = {p.name for p in signature.parameters.values() if p.annotation not in _GROUPS}
+
+    def is_group(p: inspect.Parameter) -> bool:
+        return isinstance(p.annotation, type) and p.annotation in _GROUPS
+
+    taken = {p.name for p in signature.parameters.values() if not is_group(p)}
     for p in signature.parameters.values():
-        if p.annotation not in _GROUPS:
+        if not is_group(p):
             params.append(p)
             continue
         group = p.annotation
