@@ -348,35 +348,15 @@ def write_gemma_tokenizer(folder: Path) -> None:
 
     from c2s_desktop.core.dataset import open_dataset
     from c2s_desktop.core.prompts import templates
+    from tests.quantize.quantize_builders import sentencepiece_model
 
-    corpus = folder / "corpus.txt"
     genes = list(open_dataset(DEMO).vocabulary.words)
     texts = [t.text for t in templates("cell_type_prediction")] + [f" {x}." for x in LABELS]
     rng = np.random.default_rng(0)
     lines = [" ".join(rng.permutation(genes)[:200]) for _ in range(50)]
-    corpus.write_text("\n".join(texts * 20 + lines), encoding="utf-8")
-    spm.SentencePieceTrainer.train(
-        input=str(corpus),
-        model_prefix=str(folder / "tokenizer"),
-        vocab_size=GEMMA_TRAINED_PIECES,
-        hard_vocab_limit=False,
-        model_type="bpe",
-        byte_fallback=True,
-        add_dummy_prefix=False,
-        remove_extra_whitespaces=False,
-        normalization_rule_name="identity",
-        allow_whitespace_only_pieces=True,
-        split_digits=True,
-        character_coverage=1.0,
-        pad_id=0,
-        eos_id=1,
-        bos_id=2,
-        unk_id=3,
-        minloglevel=2,
+    model = sentencepiece_model(
+        folder, texts * 20 + lines, GEMMA_TRAINED_PIECES, hard_vocab_limit=False
     )
-    corpus.unlink()
-    (folder / "tokenizer.vocab").unlink()
-    model = folder / "tokenizer.model"
     n = spm.SentencePieceProcessor(model_file=str(model)).get_piece_size()
     # Filler pieces in a private-use script: never produced from text, as Gemma's many
     # pieces of other scripts never are from gene names.

@@ -7,7 +7,8 @@ This script is the documentation of how ``resources/demo/c2s-demo-pbmc.q8_0.gguf
 * Data: ``resources/demo/pbmc_demo.h5ad`` (700 real PBMCs, see README.md), split 80/20 per cell
   type with a fixed seed; only the training split is used for training.
 * Model: GPT-NeoX (the Pythia C2S architecture): hidden 256, 4 layers, 4 heads, rotary 25 %,
-  parallel residual; a byte-level BPE tokenizer trained here on gene names and prompt text.
+  parallel residual; a byte-level BPE tokenizer trained here on gene names and prompt text
+  (tokenizer and shape from the test checkpoints' builders, tests/quantize/quantize_builders.py).
 * Tasks, with the prompt templates of the released models (cell2sentence 1.2.0 JSON files, a
   random paraphrase per example as in C2S training): cell-type prediction (50-200 genes) and
   cell-type-conditioned generation (100 genes). Loss on the response only, EOS appended.
@@ -42,6 +43,7 @@ from c2s_desktop.core.prompts import (  # noqa: E402
     templates,
 )
 from c2s_desktop.core.sentences import cell_sentences  # noqa: E402
+from tests.quantize.quantize_builders import bpe_tokenizer, gptneox_config  # noqa: E402
 
 DATA = HERE / "pbmc_demo.h5ad"
 OUT = HERE / "c2s-demo-pbmc.q8_0.gguf"
@@ -60,31 +62,6 @@ def split(labels: np.ndarray, test_fraction: float = 0.2) -> tuple[np.ndarray, n
         test.extend(idx[:n_test])
         train.extend(idx[n_test:])
     return np.sort(train), np.sort(test)
-
-
-def train_tokenizer(folder: Path, texts: list[str], vocab_size: int) -> object:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>", "<|padding|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<|endoftext|>",
-        eos_token="<|endoftext|>",
-        unk_token="<|endoftext|>",
-        pad_token="<|padding|>",
-    )
-    fast.save_pretrained(folder)
-    return fast
 
 
 def examples(sentences: list[str], labels: list[str], organism: str, rng: random.Random):
@@ -115,7 +92,7 @@ def main() -> None:
     args = p.parse_args()
 
     import torch
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    from transformers import GPTNeoXForCausalLM
 
     from c2s_quantize import quantize_checkpoint
     from c2s_quantize.provenance import SourceInfo
@@ -136,17 +113,12 @@ def main() -> None:
         corpus = [" ".join(genes)] * 4 + [t.text for t in templates(CELL_TYPE_PREDICTION)]
         corpus += [t.text for t in templates(CELL_TYPE_GENERATION)] + label_set * 4
         corpus += [sentences[i] for i in train]
-        tok = train_tokenizer(folder, corpus, vocab_size=2048)
-        config = GPTNeoXConfig(
-            vocab_size=len(tok),
-            hidden_size=256,
+        tok = bpe_tokenizer(folder, corpus, vocab_size=2048)
+        config = gptneox_config(
+            len(tok),
             num_hidden_layers=4,
-            num_attention_heads=4,
-            intermediate_size=1024,
             max_position_embeddings=1024,
-            rotary_pct=0.25,
-            use_parallel_residual=True,
-            tie_word_embeddings=False,
+            initializer_range=0.02,  # transformers' default (the test checkpoints' is wider)
             bos_token_id=0,
             eos_token_id=0,
             pad_token_id=1,
