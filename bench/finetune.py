@@ -124,6 +124,7 @@ def agreement(
     from c2s_desktop.core.engine.local import LocalEngine
     from c2s_desktop.core.finetune.examples import ExampleBuilder
     from c2s_desktop.core.sentences import cell_sentences
+    from tests.helpers import tokens_logprob
 
     info = read_adapter(adapter)
     tok = AutoTokenizer.from_pretrained(merged)
@@ -137,14 +138,8 @@ def agreement(
         build = ExampleBuilder(tok, info.labels, organism, N_GENES, n_ctx)
         examples, rows = [build(s) for s in sentences], []
         for ex in examples:
-            row = []
-            for seq, split in zip(ex.sequences, ex.splits, strict=True):
-                with torch.no_grad():
-                    logits = model(torch.tensor([list(seq)])).logits[0].double()
-                logp = torch.log_softmax(logits[split - 1 : -1], dim=-1)
-                picked = logp[torch.arange(len(seq) - split), torch.tensor(seq[split:])]
-                row.append(float(picked.sum()))
-            rows.append(row)
+            zipped = zip(ex.sequences, ex.splits, strict=True)
+            rows.append([tokens_logprob(model, seq, split) for seq, split in zipped])
         return examples, np.array(rows)
 
     def llama_scores(examples: list[Any], with_adapter: bool) -> np.ndarray:

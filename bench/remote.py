@@ -48,6 +48,7 @@ from c2s_desktop.core.engine.remote import (  # noqa: E402
 from c2s_desktop.core.resources import resource_path  # noqa: E402
 from c2s_desktop.core.tasks.annotate import MODE_PER_CELL, AnnotateOptions, annotate  # noqa: E402
 from tests.engine.llama_server import llama_server  # noqa: E402
+from tests.helpers import annotation_record  # noqa: E402
 from tests.server.vllm_server import MAX_MODEL_LEN, vllm_python, vllm_servers  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "remote.json"
@@ -99,16 +100,6 @@ def cli(data: Path, url: str, out: Path, *extra: str) -> list[str]:
     return cmd + ["-o", str(out), "--overwrite", *extra]
 
 
-def provenance(path: Path) -> tuple[dict, object]:
-    import anndata as ad
-
-    adata = ad.read_h5ad(path)
-    rec = json.loads(json.dumps(dict(adata.uns["c2s"]["annotate"]), default=str))
-    for key in ("time", "seconds_per_scored_cell"):
-        rec.pop(key, None)
-    return rec, adata.obs
-
-
 def big_run(url: str, n_cells: int, subset: int, work: Path, results: dict) -> None:
     data = work / f"synthetic-{n_cells}.h5ad"
     t = time.perf_counter()
@@ -150,8 +141,8 @@ def big_run(url: str, n_cells: int, subset: int, work: Path, results: dict) -> N
     t = time.perf_counter()
     subprocess.run(cli(data, url, resumed, *args), env=env, check=True, capture_output=True)
     resume_s = time.perf_counter() - t
-    same = provenance(clean)[0] == provenance(resumed)[0]
-    same = same and provenance(clean)[1].equals(provenance(resumed)[1])
+    same = annotation_record(clean)[0] == annotation_record(resumed)[0]
+    same = same and annotation_record(clean)[1].equals(annotation_record(resumed)[1])
     print(
         f"killed with {kept:,} of {subset:,} cells checkpointed; the rerun took {resume_s:.0f} s; "
         f"output identical to the clean run: {'yes' if same else 'NO'}"

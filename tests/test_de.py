@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 from pathlib import Path
 
 import anndata as ad
@@ -12,7 +10,6 @@ import numpy as np
 import pytest
 import scanpy as sc
 
-from c2s_desktop.cli import main
 from c2s_desktop.core.dataset import open_dataset
 from c2s_desktop.core.de import (
     MARKER_COLUMNS,
@@ -25,19 +22,9 @@ from c2s_desktop.core.errors import DataError
 from c2s_desktop.core.preprocess import CLUSTER_KEY, PreprocessOptions, preprocess_file
 
 from .conftest import REAL_H5AD, sha256
+from .helpers import run_cli
 
 B_CELLS = "CD19+ B"
-
-
-def run_cli(*args: object) -> tuple[int, str, str]:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return code, stdout.getvalue(), stderr.getvalue()
 
 
 @pytest.fixture(scope="module")

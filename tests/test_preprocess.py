@@ -6,8 +6,6 @@ compared with a plain scanpy script with the same parameters and seed.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import threading
 import time
@@ -21,7 +19,6 @@ import scanpy as sc
 import scipy.sparse as sp
 from sklearn.metrics import adjusted_rand_score
 
-from c2s_desktop.cli import main
 from c2s_desktop.core.dataset import open_dataset
 from c2s_desktop.core.errors import Cancelled, DataError, OutputError
 from c2s_desktop.core.preprocess import (
@@ -38,21 +35,10 @@ from c2s_desktop.core.preprocess import (
 from c2s_desktop.core.sentences import cell_sentences
 
 from .conftest import REAL_H5AD, sha256, write_h5ad
+from .helpers import run_cli
 
 DEMO = Path(__file__).parents[1] / "resources" / "demo" / "pbmc_demo.h5ad"
 ARGS = {"min_genes": 200, "min_cells": 30, "n_pcs": 30, "resolution": 1.0, "seed": 0}
-
-
-def run_cli(*args: object) -> tuple[int, str, str]:
-    """``c2s ARGS`` in this process; (exit code, stdout, stderr)."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return code, stdout.getvalue(), stderr.getvalue()
 
 
 def plain_scanpy(path: Path, min_genes: int, min_cells: int, n_pcs: int, resolution: float,

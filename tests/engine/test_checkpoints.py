@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,7 +11,6 @@ import threading
 import time
 from pathlib import Path
 
-import anndata as ad
 import numpy as np
 import pytest
 
@@ -23,6 +21,7 @@ from c2s_desktop.core.errors import Cancelled
 from c2s_desktop.core.resources import resource_path
 from c2s_desktop.core.tasks.annotate import MODE_PER_CELL, AnnotateOptions, annotate
 
+from ..helpers import annotation_record
 from .conftest import OPTIONS
 
 DATA = resource_path("demo", "pbmc_demo.h5ad")
@@ -93,15 +92,6 @@ def annotate_cli(model: Path, cells: Path, out: Path) -> list[str]:
     return cmd
 
 
-def record(path: Path) -> tuple[dict, object]:
-    """The annotation's provenance without its timing, and the obs table."""
-    adata = ad.read_h5ad(path)
-    rec = json.loads(json.dumps(dict(adata.uns["c2s"]["annotate"]), default=str))
-    for key in ("time", "seconds_per_scored_cell"):
-        rec.pop(key, None)
-    return rec, adata.obs
-
-
 def test_killed_cli_annotation_resumes_to_the_same_output(gguf, folder, tmp_path):
     model = gguf("gptneox", "f32")
     with open_dataset(DATA) as ds:
@@ -129,7 +119,7 @@ def test_killed_cli_annotation_resumes_to_the_same_output(gguf, folder, tmp_path
     assert 30 <= n_saved < 120
     subprocess.run(annotate_cli(model, cells, out), env=env, check=True, capture_output=True)
     assert not saved.exists()
-    want_rec, want_obs = record(clean)
-    got_rec, got_obs = record(out)
+    want_rec, want_obs = annotation_record(clean)
+    got_rec, got_obs = annotation_record(out)
     assert got_rec == want_rec
     assert got_obs.equals(want_obs)

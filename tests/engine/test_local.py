@@ -15,6 +15,7 @@ import torch
 from c2s_desktop.core.engine.base import Engine, GenerateParams
 from c2s_desktop.core.engine.local import LocalEngine, backend
 from c2s_desktop.core.errors import Cancelled
+from tests.helpers import transformers_logprob
 
 from .conftest import ARCHS, OPTIONS
 
@@ -36,17 +37,6 @@ def engines(gguf: Callable[[str, str], Path]) -> Any:
         engine.close()
 
 
-def hf_logprob(hf: Callable[[str], tuple[Any, Any]], arch: str, prefix: str, cont: str) -> float:
-    """log P(cont | prefix) with transformers, split where the joint tokens leave the prompt's."""
-    tok, model = hf(arch)
-    full, head = tok(prefix + cont)["input_ids"], tok(prefix)["input_ids"]
-    split = next((i for i, (a, b) in enumerate(zip(full, head, strict=False)) if a != b), len(head))
-    with torch.no_grad():
-        logits = model(torch.tensor([full])).logits[0].double()
-    logp = torch.log_softmax(logits[split - 1 : -1], dim=-1)
-    return float(logp[torch.arange(len(full) - split), torch.tensor(full[split:])].sum())
-
-
 @pytest.mark.parametrize("qtype", ["f32", "f16"])
 @pytest.mark.parametrize("arch", ARCHS)
 def test_scores_match_transformers(
@@ -57,7 +47,7 @@ def test_scores_match_transformers(
     # prompt's last token (no leading space), which takes the common-token-prefix path.
     cases = [(text, c) for c in conts] + [(text[:-1], ": B cell.")]
     ours = [engines(arch, qtype).score(p, [c])[0] for p, c in cases]
-    ref = [hf_logprob(hf, arch, p, c) for p, c in cases]
+    ref = [transformers_logprob(*hf(arch), p, c) for p, c in cases]
     diff = max(abs(s.logprob - r) for s, r in zip(ours, ref, strict=True))
     scale = float(np.mean(np.abs(ref)))
     print(f"\n{arch} {qtype}: max |llama.cpp - HF| = {diff:.5f} nats; mean |logprob| = {scale:.2f}")

@@ -34,6 +34,7 @@ from c2s_desktop.core.resources import resource_path  # noqa: E402
 from c2s_desktop.core.sentences import cell_sentences  # noqa: E402
 from c2s_desktop.core.tasks.annotate import MODE_PER_CELL, AnnotateOptions, annotate  # noqa: E402
 
+from ..helpers import cancel_at_first_token  # noqa: E402
 from ..test_cli import run  # noqa: E402
 from .llama_server import free_port, llama_server  # noqa: E402
 
@@ -175,18 +176,9 @@ def test_greedy_generation_streams_the_local_text(remote, local, prompts):
 
 
 def test_cancel_stops_a_stream_within_a_second(remote, prompts):
-    cancel = threading.Event()
-    cancelled_at: list[float] = []
-
-    def on_token(_: str) -> None:
-        if not cancel.is_set():
-            cancel.set()
-            cancelled_at.append(time.perf_counter())
-
-    params = GenerateParams(max_tokens=1500, temperature=1.0, seed=1)
-    got = remote.generate(prompts[0], params, on_token=on_token, cancel=cancel)
+    got, seconds = cancel_at_first_token(remote, prompts[0], max_tokens=1500)
     assert got.finish_reason == "cancelled"
-    assert time.perf_counter() - cancelled_at[0] < 1.0
+    assert seconds < 1.0
     assert remote.tokenize("CD3D")  # the server answers the next request
 
 

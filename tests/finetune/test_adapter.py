@@ -36,6 +36,7 @@ from c2s_desktop.core.engine.process import ProcessEngine, estimate_memory
 from c2s_quantize.errors import QuantizeError
 from c2s_quantize.lora import base_files, write_lora_gguf
 from c2s_quantize.probes import load_probes
+from tests.helpers import transformers_logprob
 from tests.model_fixtures import ARCHS, THREADS
 
 TOL_F32 = 5e-3  # nats: see the module docstring
@@ -89,17 +90,6 @@ def adapters(
     return made
 
 
-def peft_logprob(tok: Any, model: Any, prefix: str, cont: str) -> float:
-    """log P(cont | prefix) with transformers (+ peft), split where the joint tokens leave the
-    prompt's (as the engine does)."""
-    full, head = tok(prefix + cont)["input_ids"], tok(prefix)["input_ids"]
-    split = next((i for i, (a, b) in enumerate(zip(full, head, strict=False)) if a != b), len(head))
-    with torch.no_grad():
-        logits = model(torch.tensor([full])).logits[0].double()
-    logp = torch.log_softmax(logits[split - 1 : -1], dim=-1)
-    return float(logp[torch.arange(len(full) - split), torch.tensor(full[split:])].sum())
-
-
 def engine_scores(model: Path, adapter: Path | None) -> list[float]:
     probe = load_probes()[0]
     conts = [probe.continuation(label) for label in probe.labels]
@@ -121,9 +111,9 @@ def test_adapter_scores_equal_peft(
     tok = hf(arch)[0]
     probe = load_probes()[0]
     conts = [probe.continuation(label) for label in probe.labels]
-    ref = [peft_logprob(tok, peft_model, probe.text, c) for c in conts]
+    ref = [transformers_logprob(tok, peft_model, probe.text, c) for c in conts]
     with peft_model.disable_adapter():
-        ref_base = [peft_logprob(tok, peft_model, probe.text, c) for c in conts]
+        ref_base = [transformers_logprob(tok, peft_model, probe.text, c) for c in conts]
     ours = engine_scores(gguf(arch, "f32"), adapter)
     base = engine_scores(gguf(arch, "f32"), None)
     diff = max(abs(a - b) for a, b in zip(ours, ref, strict=True))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import http.server
 import threading
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -43,6 +42,7 @@ from c2s_desktop.core.tasks.annotate import (
 from c2s_desktop.core.tasks.chat import AskOptions, ask
 from c2s_desktop.core.tasks.summarize import SummarizeOptions, summarize
 from tests.engine.llama_server import free_port
+from tests.helpers import cancel_at_first_token
 from tests.test_cli import run
 
 from .conftest import KEY, NAMES
@@ -156,19 +156,10 @@ def test_greedy_generation_streams_the_local_text(pair, prompt):
 
 
 def test_cancel_stops_a_stream_within_a_second(servers, prompt):
-    cancel = threading.Event()
-    cancelled_at: list[float] = []
-
-    def on_token(_: str) -> None:
-        if not cancel.is_set():
-            cancel.set()
-            cancelled_at.append(time.perf_counter())
-
-    params = GenerateParams(max_tokens=400, temperature=1.0, seed=1)
     with remote_for(servers["gemma2"]) as remote:
-        got = remote.generate(prompt[0], params, on_token=on_token, cancel=cancel)
+        got, seconds = cancel_at_first_token(remote, prompt[0], max_tokens=400)
         assert got.finish_reason == "cancelled"
-        assert time.perf_counter() - cancelled_at[0] < 1.0
+        assert seconds < 1.0
         assert remote.tokenize("CD3D")  # the server answers the next request
 
 
