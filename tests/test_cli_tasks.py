@@ -16,31 +16,17 @@ MODEL = resource_path("demo", "c2s-demo-pbmc.q8_0.gguf")
 DATA = resource_path("demo", "pbmc_demo.h5ad")
 
 
+def with_demo_model(capsys, *args: object) -> tuple[int, str, str]:
+    """``c2s ARGS --model <demo model> --threads 1`` in-process: (exit code, stdout, stderr)."""
+    return run(capsys, *args, "--model", MODEL, "--threads", "1")
+
+
 def test_annotate_then_report(capsys, tmp_path):
     before = sha256(DATA)
     out, csv, html = tmp_path / "a.h5ad", tmp_path / "a.csv", tmp_path / "r.html"
-    code, stdout, err = run(
-        capsys,
-        "annotate",
-        DATA,
-        "--model",
-        MODEL,
-        "--threads",
-        "1",
-        "-o",
-        out,
-        "--csv",
-        csv,
-        "--candidates-from",
-        "cell_type",
-        "--cluster-key",
-        "louvain",
-        "--per-cluster",
-        "1",
-        "--mode",
-        "representative",
-        "--json",
-    )
+    options = ["--csv", csv, "--candidates-from", "cell_type", "--cluster-key", "louvain"]
+    options += ["--per-cluster", "1", "--mode", "representative", "--json"]
+    code, stdout, err = with_demo_model(capsys, "annotate", DATA, "-o", out, *options)
     assert code == 0, err
     summary = json.loads(stdout)
     assert sum(summary["counts"].values()) == 700
@@ -65,22 +51,8 @@ def test_annotate_then_report(capsys, tmp_path):
 def test_selector_and_candidates_file(capsys, tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("CD14+ Monocyte\nCD19+ B\nCD56+ NK\n")
-    code, stdout, err = run(
-        capsys,
-        "annotate",
-        DATA,
-        "--model",
-        MODEL,
-        "--threads",
-        "1",
-        "-o",
-        tmp_path / "o.h5ad",
-        "--candidates",
-        labels,
-        "--cells",
-        "cell_type=CD19+ B",
-        "--json",
-    )
+    options = ["-o", tmp_path / "o.h5ad", "--candidates", labels, "--cells", "cell_type=CD19+ B"]
+    code, stdout, err = with_demo_model(capsys, "annotate", DATA, *options, "--json")
     assert code == 0, err
     counts = json.loads(stdout)["counts"]
     assert set(counts) <= {"CD14+ Monocyte", "CD19+ B", "CD56+ NK"}
@@ -90,9 +62,7 @@ def test_selector_and_candidates_file(capsys, tmp_path):
 @pytest.mark.parametrize("cmd", [["embed", "-o", "e.h5ad"], ["summarize"], ["ask", "Which?"]])
 def test_other_commands(capsys, tmp_path, cmd, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, stdout, err = run(
-        capsys, cmd[0], DATA, *cmd[1:], "--model", MODEL, "--threads", "1", "--cells", "louvain=3"
-    )
+    code, stdout, err = with_demo_model(capsys, cmd[0], DATA, *cmd[1:], "--cells", "louvain=3")
     assert code == 0, err
     if cmd[0] == "embed":
         assert ad.read_h5ad(tmp_path / "e.h5ad").obsm["X_c2s"].shape[1] == 256
@@ -100,22 +70,8 @@ def test_other_commands(capsys, tmp_path, cmd, monkeypatch):
 
 def test_generate_writes_new_h5ad(capsys, tmp_path):
     out = tmp_path / "g.h5ad"
-    code, _, err = run(
-        capsys,
-        "generate",
-        "--model",
-        MODEL,
-        "--threads",
-        "1",
-        "--cell-type",
-        "CD56+ NK",
-        "-n",
-        "2",
-        "--reference",
-        DATA,
-        "-o",
-        out,
-    )
+    options = ["--cell-type", "CD56+ NK", "-n", "2", "--reference", DATA, "-o", out]
+    code, _, err = with_demo_model(capsys, "generate", *options)
     assert code == 0, err
     adata = ad.read_h5ad(out)
     assert adata.n_obs == 2 and "generate" in adata.uns["c2s"]
@@ -126,8 +82,6 @@ def test_bad_model_and_selector_exit_2(capsys, tmp_path):
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     code, _, err = run(capsys, "annotate", DATA, "--model", bad, "-o", tmp_path / "o.h5ad")
     assert code == 2 and str(bad) in err and err.count("\n") == 1
-    code, _, err = run(
-        capsys, "summarize", DATA, "--model", MODEL, "--threads", "1", "--cells", "nope=1"
-    )
+    code, _, err = with_demo_model(capsys, "summarize", DATA, "--cells", "nope=1")
     assert code == 2 and "no obs column 'nope'" in err
     assert not (tmp_path / "o.h5ad").exists()
