@@ -398,6 +398,15 @@ def _binary_candidates(folder: Path) -> Path:
     return path
 
 
+def _absurd_header(name: str, file: str, offset: int, value: int) -> Case:
+    """The demo model with the u64 at ``offset`` of its header (tensor count at 8, key-value
+    count at 16, the first key's length at 24) set to ``value``, more than any file holds."""
+    edit = _set_u64(offset, value)
+    return Case(
+        name, "gguf", lambda f: _model_bytes(f, file, edit), "truncated or damaged", annotate_model
+    )
+
+
 CASES: tuple[Case, ...] = (
     # h5ad
     Case("h5ad-truncated", "h5ad", _truncated, "truncated or corrupt", sentences),
@@ -446,27 +455,9 @@ CASES: tuple[Case, ...] = (
     Case("gguf-header-only", "gguf", _gguf_header_only, "truncated or damaged", annotate_model),
     Case("gguf-unknown-architecture", "gguf", _arch, "is not supported", annotate_model),
     Case("gguf-inconsistent-shapes", "gguf", _embedding_doubled, "has shape", annotate_model),
-    Case(
-        "gguf-absurd-tensor-count",
-        "gguf",
-        lambda f: _model_bytes(f, "tensors.gguf", _set_u64(8, 2**60)),
-        "truncated or damaged",
-        annotate_model,
-    ),
-    Case(
-        "gguf-absurd-kv-count",
-        "gguf",
-        lambda f: _model_bytes(f, "kvs.gguf", _set_u64(16, 2**60)),
-        "truncated or damaged",
-        annotate_model,
-    ),
-    Case(
-        "gguf-absurd-key-length",
-        "gguf",
-        lambda f: _model_bytes(f, "keylen.gguf", _set_u64(24, 2**62)),
-        "truncated or damaged",
-        annotate_model,
-    ),
+    _absurd_header("gguf-absurd-tensor-count", "tensors.gguf", 8, 2**60),
+    _absurd_header("gguf-absurd-kv-count", "kvs.gguf", 16, 2**60),
+    _absurd_header("gguf-absurd-key-length", "keylen.gguf", 24, 2**62),
     Case(
         "gguf-layer-count",
         "gguf",
