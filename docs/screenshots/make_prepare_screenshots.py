@@ -9,37 +9,25 @@ this script.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from screenshot_window import open_main_window
 
 HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    tmp = Path(tempfile.mkdtemp(prefix="c2s-screens-"))
-    os.environ["C2S_SESSION_DIR"] = str(tmp)
-    os.environ["C2S_MODELS_DIR"] = str(tmp / "models")
+    app, w, tmp = open_main_window(1500, 880)
     import anndata as ad
-    from PySide6.QtCore import QSettings
-    from PySide6.QtWidgets import QApplication
 
     from c2s_desktop.gui.app import demo_data_path
-    from c2s_desktop.gui.main_window import MainWindow
 
     adata = ad.read_h5ad(demo_data_path())
     adata.obsm.clear()
     raw = tmp / "pbmc_raw.h5ad"
     adata.write_h5ad(raw)
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp))
-    w = MainWindow()
-    w.resize(1500, 880)
-    w.show()
     w.open_file(raw)
     w.wait_until_idle()
     dialog = w.preparer.open_dialog()

@@ -8,35 +8,22 @@ Uses the bundled demo data and demo model, throw-away settings and models folder
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from screenshot_window import open_main_window
 
 HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    tmp = tempfile.mkdtemp(prefix="c2s-screens-")
-    os.environ["C2S_SESSION_DIR"] = tmp
-    os.environ["C2S_MODELS_DIR"] = str(Path(tmp) / "models")
-    from PySide6.QtCore import QSettings
-    from PySide6.QtWidgets import QApplication
-
+    app, w, _ = open_main_window(1500, 880)
     from c2s_desktop.core.model_store import demo_model_path
     from c2s_desktop.core.tasks.annotate import MODE_REPRESENTATIVE
     from c2s_desktop.gui.app import demo_data_path
     from c2s_desktop.gui.engine_host import RunOptions
-    from c2s_desktop.gui.main_window import MainWindow
     from c2s_desktop.gui.panels.annotate import CANDIDATES_OBS
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, tmp)
-    w = MainWindow()
-    w.resize(1500, 880)
-    w.show()
     w.open_file(demo_data_path())
     w.wait_until_idle()
     w.engine_host.set_options(RunOptions(threads=1))  # tiny model: one thread is fastest

@@ -8,36 +8,25 @@ writes ``assistant.png``, ``generate.png`` and ``export.png`` next to this scrip
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
+
+from screenshot_window import open_main_window
 
 HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    tmp = tempfile.mkdtemp(prefix="c2s-screens-")
-    os.environ["C2S_SESSION_DIR"] = tmp
-    os.environ["C2S_MODELS_DIR"] = str(Path(tmp) / "models")
+    app, w, tmp = open_main_window(1500, 900)
     import numpy as np
-    from PySide6.QtCore import QSettings
-    from PySide6.QtWidgets import QApplication, QDockWidget
+    from PySide6.QtWidgets import QDockWidget
 
     from c2s_desktop.core.model_store import demo_model_path
     from c2s_desktop.gui.app import demo_data_path
-    from c2s_desktop.gui.main_window import MainWindow
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, tmp)
-    w = MainWindow()
-    w.resize(1500, 900)
-    w.show()
     # a copy in a neutral folder: the export dialog shows paths next to the input
-    data = Path(tmp) / "home" / "analyst" / "projects" / "PBMC study" / "pbmc_demo.h5ad"
+    data = tmp / "home" / "analyst" / "projects" / "PBMC study" / "pbmc_demo.h5ad"
     data.parent.mkdir(parents=True)
     shutil.copyfile(demo_data_path(), data)
     w.open_file(data)
