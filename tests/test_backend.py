@@ -11,7 +11,6 @@ import llama_cpp
 import psutil
 import pytest
 
-from c2s_desktop import __version__
 from c2s_desktop.cli import main
 from c2s_desktop.core.engine.backend import BackendInfo, DeviceInfo, backend_info
 
@@ -24,6 +23,7 @@ def run(capsys, *args: str) -> tuple[int, str]:
     return int(info.value.code or 0), capsys.readouterr().out
 
 
+APP_VERSION = importlib.metadata.version("c2s-desktop")  # the installed distribution's
 GPU_MODULES = ("cuda", "vulkan", "metal", "hip", "sycl", "opencl")
 # The instructions the CPU part may name, and the /proc/cpuinfo flag each needs.
 CPU_FLAGS = {"AVX-512": "avx512f", "VNNI": "avx512_vnni", "BF16": "avx512_bf16", "AMX": "amx_tile"}
@@ -64,9 +64,17 @@ def test_a_gpu_device_names_the_accelerator():
     info = BackendInfo("0.3.36", True, ("CUDA", "CPU"), (gpu, cpu), "CUDA : ARCHS = 900", False)
     assert info.accelerator == "CUDA"
     assert info.summary() == "CUDA (NVIDIA H200), CPU · llama-cpp-python 0.3.36"
-    d = info.as_dict()
-    assert d["accelerator"] == "CUDA" and d["devices"][0]["name"] == "CUDA0"
-    json.dumps(d)  # plain values only
+    d = json.loads(json.dumps(info.as_dict()))  # plain values only: JSON takes them as they are
+    assert d["accelerator"] == "CUDA" and d["summary"].startswith("CUDA (NVIDIA H200), CPU")
+    assert d["backends"] == ["CUDA", "CPU"] and d["gpu_offload"] is True
+    assert d["devices"][0] == {
+        "name": "CUDA0",
+        "description": "NVIDIA H200",
+        "kind": "gpu",
+        "backend": "CUDA",
+        "memory_total": 1 << 37,
+        "memory_free": 1 << 36,
+    }
 
 
 def test_the_cpu_variant_and_its_instructions_name_the_cpu_part():
@@ -88,7 +96,7 @@ def test_version_json_prints_app_version_and_backend(capsys):
     code, out = run(capsys, "version", "--json")
     assert code == 0, out
     data = json.loads(out)
-    assert data["c2s_desktop"] == __version__
+    assert data["c2s_desktop"] == APP_VERSION
     backend = data["backend"]
     # What the command prints is what the library reports here (free memory moves).
     expected = json.loads(json.dumps(backend_info().as_dict()))
@@ -99,4 +107,4 @@ def test_version_json_prints_app_version_and_backend(capsys):
 
 
 def test_plain_version_is_unchanged(capsys):
-    assert run(capsys, "version") == (0, f"{__version__}\n")
+    assert run(capsys, "version") == (0, f"{APP_VERSION}\n")
