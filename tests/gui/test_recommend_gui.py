@@ -31,5 +31,6 @@ def test_measure_types_shows_seconds_per_cell_and_the_recommendation(
     assert "Recommended type for this machine: Q" in manager.job_label.text()
     # a second measurement of the same files is remembered, not measured again
     monkeypatch.setattr(recommend, "_measure", lambda *a, **k: (_ for _ in ()).throw(OSError))
+    qtbot.waitUntil(lambda: not window.runner.is_busy(), timeout=T)  # the first job has ended
     manager.recommend_button.click()
     qtbot.waitUntil(lambda: "(remembered)" in manager.recommend_label.text(), timeout=T)
