@@ -54,13 +54,23 @@ demo: $(VENV)/.app-installed
 	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(BIN)/c2s-desktop demo_annotated.h5ad; \
 	else echo "(no display: open demo_report.html, or run c2s-desktop in a desktop session)"; fi
 
-# The whole suite, the few long tests (marked `slow`) included; the slowest 15 are listed at the
-# end. `make test-quick` leaves the slow ones out (a quick loop while working).
+# The whole suite, the few long tests (marked `slow`) included, in two parts: everything but the
+# latency measurements on TEST_WORKERS pytest-xdist workers (one test file per worker at a time;
+# the tiny checkpoints and GGUFs are built once for both parts), then the tests marked `timing`
+# alone, so that no other worker's load enters their figures. The slowest tests are listed.
+# `make test-quick` leaves the slow ones out (a quick loop while working).
+TEST_WORKERS ?= 2
+PYTEST := QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+TIMING_TESTS = $(shell grep -rl --include='*.py' 'mark.timing' tests)
 test: $(VENV)/.dev-installed
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q --durations=15 tests
+	@shared=$$(mktemp -d) && trap 'rm -rf "$$shared"' EXIT && start=$$(date +%s) && \
+	C2S_TEST_SHARED=$$shared $(PYTEST) -n $(TEST_WORKERS) --dist loadfile -m "not timing" \
+		--durations=15 tests && \
+	C2S_TEST_SHARED=$$shared $(PYTEST) -p no:xdist -m timing --durations=5 $(TIMING_TESTS) && \
+	echo "make test: both parts took $$(( $$(date +%s) - start )) s"
 
 test-quick: $(VENV)/.dev-installed
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m "not slow" tests
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadfile -m "not slow and not timing" tests
 
 # Longer fuzzing than `make test` (50 examples per target there): C2S_FUZZ_EXAMPLES per target.
 FUZZ_EXAMPLES ?= 5000

@@ -107,6 +107,7 @@ def test_stop_string_cuts_the_answer(engines: Any, prompt: Prompt) -> None:
     assert "".join(pieces) == cut.text
 
 
+@pytest.mark.timing
 def test_cancel_from_another_thread(engines: Any, prompt: Prompt) -> None:
     engine, cancel = engines("gptneox"), threading.Event()
     threading.Timer(0.3, cancel.set).start()

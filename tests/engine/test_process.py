@@ -58,6 +58,7 @@ def test_same_results_as_in_process(
     assert engine.info.architecture == "gptneox"
 
 
+@pytest.mark.timing
 def test_cancel_reaches_the_child_within_a_second(
     gguf: Callable[[str, str], Path], prompt: Prompt
 ) -> None:

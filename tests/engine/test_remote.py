@@ -175,6 +175,7 @@ def test_greedy_generation_streams_the_local_text(remote, local, prompts):
     assert got.finish_reason in ("stop", "length")
 
 
+@pytest.mark.timing
 def test_cancel_stops_a_stream_within_a_second(remote, prompts):
     got, seconds = cancel_at_first_token(remote, prompts[0], max_tokens=1500)
     assert got.finish_reason == "cancelled"

@@ -8,6 +8,7 @@ import signal
 import time
 
 import numpy as np
+import pytest
 from PySide6.QtWidgets import QMessageBox
 
 from c2s_desktop.core.engine.base import EngineCrashed
@@ -91,6 +92,7 @@ def test_kill_during_annotation_shows_dialog(qtbot, with_model):
     assert host.is_loaded() and w.dataset.obs[LABEL_COLUMN].notna().sum() == 4
 
 
+@pytest.mark.timing
 def test_unload_during_a_job_cancels_it_without_blocking(qtbot, with_own_model):
     w = with_own_model
     annotate_rows(qtbot, w, np.zeros(0, dtype=np.int64))

@@ -24,6 +24,9 @@ from c2s_desktop.core.sentence_csv import write_sentences_csv
 from tests.badinput.corpus import DATA, MODEL
 from tests.conftest import write_h5ad
 
+# Latencies are measured alone, not beside another test worker (make test runs them last).
+pytestmark = pytest.mark.timing
+
 LIMIT_S = 1.0
 FIGURES: dict[str, float] = {}
 
