@@ -64,7 +64,7 @@ PYTEST := QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 TIMING_TESTS = $(shell grep -rl --include='*.py' 'mark.timing' tests)
 test: $(VENV)/.dev-installed
 	@shared=$$(mktemp -d) && trap 'rm -rf "$$shared"' EXIT && start=$$(date +%s) && \
-	C2S_TEST_SHARED=$$shared $(PYTEST) -n $(TEST_WORKERS) --dist loadfile -m "not timing" \
+	C2S_TEST_SHARED=$$shared $(PYTEST) -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not timing" \
 		--durations=15 tests && \
 	C2S_TEST_SHARED=$$shared $(PYTEST) -p no:xdist -m timing --durations=5 $(TIMING_TESTS) && \
 	echo "make test: both parts took $$(( $$(date +%s) - start )) s"

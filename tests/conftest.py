@@ -95,3 +95,16 @@ def counts_matrix() -> sp.csr_matrix:
 @pytest.fixture
 def real_h5ad() -> Path:
     return REAL_H5AD
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files that hold a ``slow`` test first, then the others by their number of tests: the
+    order in which ``make test``'s workers take files (``--no-loadscope-reorder``), so that no
+    worker starts a long file while the other has nothing left. Tests keep their order within
+    a file."""
+    by_file: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        by_file.setdefault(item.nodeid.split("::")[0], []).append(item)
+    slow = {f for f, tests in by_file.items() if any(t.get_closest_marker("slow") for t in tests)}
+    order = sorted(by_file, key=lambda f: (f not in slow, -len(by_file[f])))
+    items[:] = [item for f in order for item in by_file[f]]

@@ -33,7 +33,14 @@ def test_ctrl_c_cancels_within_a_second_without_output(tmp_path):
         "from c2s_desktop.cli import main\n"
         f"main(['sentences', {str(data)!r}, '-o', {str(out)!r}])\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stderr=subprocess.PIPE,
+        text=True,
+        # as from a terminal, also when this suite runs in the background (where a shell starts
+        # its jobs with Ctrl-C ignored, and Python then keeps it ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 60
     while time.time() < deadline and not list(tmp_path.glob(".out.csv.*")):
         time.sleep(0.05)  # wait until writing has started
