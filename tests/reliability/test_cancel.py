@@ -138,40 +138,24 @@ def test_write_sentences_csv(large_matrix, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_annotate_per_cell(many_cells, engine):
+@pytest.mark.parametrize(
+    ("name", "mode", "when"),
+    [
+        ("annotate per-cell", "per-cell", lambda f, m: "cells scored" in m and f > 0.001),
+        # the longest PCA step of choosing representatives
+        ("annotate representative (PCA)", "representative", lambda f, m: "fitting axes" in m),
+        ("annotate representative (scoring)", "representative", lambda f, m: "cells scored" in m),
+    ],
+    ids=["per-cell", "representative-clustering", "representative-scoring"],
+)
+def test_annotate(many_cells, engine, name, mode, when):
     from c2s_desktop.core.tasks.annotate import AnnotateOptions, annotate
 
     with open_dataset(many_cells) as ds:
-        opts = AnnotateOptions(candidates_from="cell_type", mode="per-cell")
-        trigger = Trigger(when=lambda f, m: "cells scored" in m and f > 0.001)
+        opts = AnnotateOptions(candidates_from="cell_type", mode=mode, per_cluster=50)
+        trigger = Trigger(when=when)
         latency(
-            "annotate per-cell",
-            trigger,
-            lambda: annotate(ds, engine, opts, progress=trigger.progress, cancel=trigger.cancel),
-        )
-
-
-def test_annotate_representative_while_clustering(many_cells, engine):
-    from c2s_desktop.core.tasks.annotate import AnnotateOptions, annotate
-
-    with open_dataset(many_cells) as ds:
-        opts = AnnotateOptions(candidates_from="cell_type", mode="representative", per_cluster=50)
-        trigger = Trigger(when=lambda f, m: "fitting axes" in m)  # the longest PCA step
-        latency(
-            "annotate representative (PCA)",
-            trigger,
-            lambda: annotate(ds, engine, opts, progress=trigger.progress, cancel=trigger.cancel),
-        )
-
-
-def test_annotate_representative_while_scoring(many_cells, engine):
-    from c2s_desktop.core.tasks.annotate import AnnotateOptions, annotate
-
-    with open_dataset(many_cells) as ds:
-        opts = AnnotateOptions(candidates_from="cell_type", mode="representative", per_cluster=50)
-        trigger = Trigger(when=lambda f, m: "cells scored" in m)
-        latency(
-            "annotate representative (scoring)",
+            name,
             trigger,
             lambda: annotate(ds, engine, opts, progress=trigger.progress, cancel=trigger.cancel),
         )
