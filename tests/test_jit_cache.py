@@ -47,3 +47,51 @@ def test_umap_functions_are_loaded_from_the_cache_by_the_next_process():
     assert first["mine"] == "NullCache"  # other packages' functions keep their own setting
     assert first["hits"] + first["misses"] >= 1  # compiled and stored, or loaded
     assert second["hits"] >= 1 and second["misses"] == 0  # the next process only loads it
+
+
+PROBE = """
+import numba
+
+@numba.njit
+def bare(x):
+    return x + 1
+
+@numba.njit("int64(int64)", fastmath=True)  # compiled at once
+def typed(x):
+    return x + 2
+
+@numba.njit(cache=False)  # the package's own choice is kept
+def own(x):
+    return x + 3
+"""
+
+
+def _probe(tmp_path, monkeypatch, name: str):
+    """A module ``name`` of numba functions, imported with ``numba.njit`` wrapped for it."""
+    import importlib
+
+    import numba
+
+    from c2s_desktop.core import jit_cache
+
+    (tmp_path / f"{name}.py").write_text(PROBE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(jit_cache, "PACKAGES", (name,))
+    monkeypatch.setattr(numba, "njit", jit_cache._caching(numba.njit))
+    return importlib.import_module(name)
+
+
+def test_both_decorator_forms_are_cached_and_an_explicit_choice_kept(tmp_path, monkeypatch):
+    probe = _probe(tmp_path, monkeypatch, "c2s_jit_probe_cached")
+    assert (probe.bare(1), probe.typed(1), probe.own(1)) == (2, 3, 4)
+    kinds = [type(f._cache).__name__ for f in (probe.bare, probe.typed, probe.own)]
+    assert kinds == ["FunctionCache", "FunctionCache", "NullCache"]
+
+
+def test_without_a_writable_cache_folder_functions_are_compiled_as_before(tmp_path, monkeypatch):
+    from numba.core import caching
+
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])  # nowhere to write
+    probe = _probe(tmp_path, monkeypatch, "c2s_jit_probe_uncached")
+    assert (probe.bare(1), probe.typed(1), probe.own(1)) == (2, 3, 4)
+    assert {type(f._cache).__name__ for f in (probe.bare, probe.typed, probe.own)} == {"NullCache"}
