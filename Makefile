@@ -58,7 +58,7 @@ demo: $(VENV)/.app-installed
 # latency measurements on TEST_WORKERS pytest-xdist workers (one test file per worker at a time;
 # the tiny checkpoints and GGUFs are built once for both parts), then the tests marked `timing`
 # alone, so that no other worker's load enters their figures. The slowest tests are listed.
-# `make test-quick` leaves the slow ones out (a quick loop while working).
+# `make test-quick` leaves the slow and the timing ones out (a quick loop while working).
 TEST_WORKERS ?= 2
 PYTEST := QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 TIMING_TESTS = $(shell grep -rl --include='*.py' 'mark.timing' tests)

@@ -41,6 +41,7 @@ def build_once(folder: Path, build: Callable[[], None]) -> Path:
     marked done only when it returned."""
     with FileLock(str(folder) + ".lock"):
         if not (folder / ".done").exists():
+            folder.mkdir(parents=True, exist_ok=True)
             build()
             (folder / ".done").touch()
     return folder

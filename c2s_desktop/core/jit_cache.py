@@ -28,15 +28,18 @@ _MARK = "_c2s_caches"  # set on the wrapped njit, so enable() wraps it once
 
 
 def enable() -> bool:
-    """Wrap ``numba.njit`` so that functions of :data:`PACKAGES` are cached; ``True`` when the
-    wrapper is in place (``False`` without numba). Functions compiled before the call keep
-    their setting: call it before umap-learn is imported."""
+    """Wrap ``numba.njit`` so that functions of :data:`PACKAGES` are cached, and silence numba's
+    "cannot cache" notes (such a function is compiled anyway; not the user's concern); ``True``
+    when the wrapper is in place (``False`` without numba). Functions compiled before the call
+    keep their setting: call it before umap-learn is imported."""
     try:
         import numba
+        from numba.core.errors import NumbaWarning
     except ImportError:
         return False
     if not getattr(numba.njit, _MARK, False):
         numba.njit = _caching(numba.njit)
+        warnings.filterwarnings("ignore", message=".*[Cc]annot cache.*", category=NumbaWarning)
     return True
 
 
@@ -76,13 +79,3 @@ def _caller_module(args: tuple[Any, ...]) -> str:
         return str(args[0].__module__ or "")
     frame = sys._getframe(2)
     return str(frame.f_globals.get("__name__", ""))
-
-
-def quiet_cache_warnings() -> None:
-    """numba's "cannot cache" notes about functions it compiles anyway are not the user's
-    concern."""
-    try:
-        from numba.core.errors import NumbaWarning
-    except ImportError:
-        return
-    warnings.filterwarnings("ignore", message=".*[Cc]annot cache.*", category=NumbaWarning)

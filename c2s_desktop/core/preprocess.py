@@ -317,7 +317,6 @@ def prepare(
     from . import jit_cache
 
     jit_cache.enable()  # umap-learn's compiled code is kept for the next run (~10 s a run)
-    jit_cache.quiet_cache_warnings()
     dataset.require_obs(labels, "to compare the clusters with")
     st = _Stages(progress, cancel)
     notes: list[str] = []
